@@ -1,0 +1,182 @@
+//! [`Instance`]: a validated PeerTube base URL and the endpoint URIs under it.
+
+use crate::error::{Error, UrlError};
+use http::Uri;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// Path of the client-pair endpoint.
+pub const OAUTH_CLIENT_PATH: &str = "/api/v1/oauth-clients/local";
+/// Path of the token endpoint (password and refresh grants).
+pub const TOKEN_PATH: &str = "/api/v1/users/token";
+/// Path of the logout endpoint.
+pub const REVOKE_PATH: &str = "/api/v1/users/revoke-token";
+
+/// The address of a PeerTube instance: scheme, host, optional port, optional path prefix.
+///
+/// Only `https` is accepted, except for loopback hosts (`127.0.0.0/8`, `::1`, `localhost`),
+/// where `http` is fine too; [`Instance::new_allowing_http`] is the explicit opt-in for plain
+/// http elsewhere. A trailing slash is tolerated; a user name or password, a query or a fragment
+/// is an error.
+///
+/// ```
+/// use peertube_session::Instance;
+///
+/// let instance = Instance::new("https://video.example.org/")?;
+/// assert_eq!(instance.base_url(), "https://video.example.org");
+/// assert_eq!(
+///     instance.uri("/api/v1/users/me")?.to_string(),
+///     "https://video.example.org/api/v1/users/me"
+/// );
+/// assert!(Instance::new("http://video.example.org").is_err());
+/// assert!(Instance::new("http://127.0.0.1:9000").is_ok());
+/// # Ok::<(), peertube_session::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Instance {
+    scheme: Scheme,
+    authority: Authority,
+    /// Empty, or a prefix starting with `/` and without a trailing slash.
+    prefix: String,
+    plain_http_allowed: bool,
+}
+
+impl Instance {
+    /// Validates a base URL such as `https://video.example.org` or
+    /// `https://example.org/peertube`.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        Self::parse(url, false).map_err(Error::InvalidUrl)
+    }
+
+    /// Like [`Instance::new`], but also accepts plain `http` to any host. Passwords and tokens
+    /// then cross the network readable by anyone on the path: use it only on networks you trust.
+    pub fn new_allowing_http(url: &str) -> Result<Self, Error> {
+        Self::parse(url, true).map_err(Error::InvalidUrl)
+    }
+
+    fn parse(url: &str, plain_http_allowed: bool) -> Result<Self, UrlError> {
+        // `http::Uri` silently drops fragments, so look for them first.
+        if url.contains('#') {
+            return Err(UrlError::HasFragment);
+        }
+        let uri: Uri = url.trim().parse().map_err(|_| UrlError::Malformed)?;
+        let scheme = uri.scheme().cloned().ok_or(UrlError::Malformed)?;
+        let authority = uri.authority().cloned().ok_or(UrlError::MissingHost)?;
+        if authority.as_str().contains('@') {
+            return Err(UrlError::HasUserinfo);
+        }
+        if authority.host().is_empty() {
+            return Err(UrlError::MissingHost);
+        }
+        if uri.query().is_some() {
+            return Err(UrlError::HasQuery);
+        }
+        if scheme == Scheme::HTTP {
+            if !plain_http_allowed && !is_loopback(authority.host()) {
+                return Err(UrlError::PlainHttpNotAllowed);
+            }
+        } else if scheme != Scheme::HTTPS {
+            return Err(UrlError::UnsupportedScheme);
+        }
+        let prefix = uri.path().trim_end_matches('/');
+        if prefix
+            .split('/')
+            .skip(1)
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+        {
+            return Err(UrlError::BadPath);
+        }
+        Ok(Instance {
+            scheme,
+            authority,
+            prefix: prefix.to_owned(),
+            plain_http_allowed,
+        })
+    }
+
+    /// The base URL, without a trailing slash: `https://video.example.org`.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.prefix)
+    }
+
+    /// The host and port as they go into the `Host` header, e.g. `video.example.org` or
+    /// `127.0.0.1:9000`. PeerTube compares it with its configured hostname.
+    pub fn authority(&self) -> &str {
+        self.authority.as_str()
+    }
+
+    /// Whether this instance was made with [`Instance::new_allowing_http`].
+    pub fn plain_http_allowed(&self) -> bool {
+        self.plain_http_allowed
+    }
+
+    /// The URI of an API path on this instance, e.g. `uri("/api/v1/users/me")`. The path may
+    /// carry a query.
+    pub fn uri(&self, path_and_query: &str) -> Result<Uri, Error> {
+        let separator = if path_and_query.starts_with('/') {
+            ""
+        } else {
+            "/"
+        };
+        let full = format!("{}{separator}{path_and_query}", self.prefix);
+        let path =
+            PathAndQuery::try_from(full).map_err(|_| Error::InvalidUrl(UrlError::BadPath))?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|_| Error::InvalidUrl(UrlError::BadPath))
+    }
+
+    /// The URI of one of this crate's fixed endpoints; those paths are always valid.
+    pub(crate) fn endpoint(&self, path: &'static str) -> Uri {
+        self.uri(path).unwrap_or_else(|_| {
+            unreachable!("the prefix was validated and endpoint paths are constant")
+        })
+    }
+
+    /// Whether `uri` points at this instance (same scheme, host and port), the only place its
+    /// access token may be sent.
+    pub fn is_same_origin(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return false;
+        };
+        *scheme == self.scheme
+            && !authority.as_str().contains('@')
+            && authority.host().eq_ignore_ascii_case(self.authority.host())
+            && effective_port(scheme, authority) == effective_port(&self.scheme, &self.authority)
+    }
+}
+
+fn effective_port(scheme: &Scheme, authority: &Authority) -> Option<u16> {
+    authority.port_u16().or(if *scheme == Scheme::HTTPS {
+        Some(443)
+    } else if *scheme == Scheme::HTTP {
+        Some(80)
+    } else {
+        None
+    })
+}
+
+/// `127.0.0.0/8`, `::1` and `localhost`: traffic to them never leaves the machine.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host == "[::1]"
+        || host
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Instance").field(&self.base_url()).finish()
+    }
+}
+
+impl fmt::Display for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base_url())
+    }
+}

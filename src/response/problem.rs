@@ -1,0 +1,176 @@
+//! Error answers: problem+json (PeerTube 6.x with the legacy `error` member, and 8.x), and the
+//! bodies that are not JSON at all (the rate limiter's plain text, a proxy's HTML).
+
+use super::DEFAULT_BODY_LIMIT;
+use crate::error::{Error, ErrorCode, Operation, RateLimitInfo, ServerError};
+use crate::request::OTP_HEADER;
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, Response, StatusCode};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Longest `detail` kept; PeerTube's are one short sentence.
+const MAX_DETAIL_CHARS: usize = 1024;
+/// Longest excerpt kept from a body that is not problem+json.
+const MAX_EXCERPT_CHARS: usize = 160;
+
+/// Reads any response as an error answer: status, `code`, `detail` (or the legacy `error`),
+/// `Retry-After`, the `X-RateLimit-*` headers and the `x-peertube-otp` signal. A body that is not
+/// problem+json leaves a short printable excerpt instead; a body over the default cap is not read.
+pub fn parse_error<B: AsRef<[u8]>>(response: &Response<B>) -> ServerError {
+    let body = response.body().as_ref();
+    let body = if body.len() > DEFAULT_BODY_LIMIT {
+        &[][..]
+    } else {
+        body
+    };
+    read(response, body)
+}
+
+/// The members of RFC 7807 problem+json that PeerTube sends. Each is read leniently: a member of
+/// an unexpected type is ignored rather than failing the whole error.
+#[derive(Deserialize)]
+struct Problem {
+    #[serde(default)]
+    code: Lenient,
+    #[serde(default)]
+    detail: Lenient,
+    #[serde(default)]
+    error: Lenient,
+}
+
+#[derive(Default)]
+struct Lenient(Option<String>);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Lenient(Some(text)),
+            _ => Lenient(None),
+        })
+    }
+}
+
+pub(super) fn read<B>(response: &Response<B>, body: &[u8]) -> ServerError {
+    let headers = response.headers();
+    let mut error = ServerError {
+        status: response.status(),
+        code: None,
+        detail: None,
+        retry_after: header_u64(headers, RETRY_AFTER.as_str()).map(Duration::from_secs),
+        rate_limit: rate_limit(headers),
+        two_factor_required: headers.get(OTP_HEADER).is_some_and(|value| {
+            value
+                .as_bytes()
+                .get(..8)
+                .is_some_and(|start| start.eq_ignore_ascii_case(b"required"))
+        }),
+        excerpt: None,
+    };
+    match serde_json::from_slice::<Problem>(body) {
+        Ok(problem) => {
+            error.code = problem
+                .code
+                .0
+                .filter(|code| !code.is_empty())
+                .map(|code| ErrorCode::parse(&code));
+            error.detail = problem
+                .detail
+                .0
+                .or(problem.error.0)
+                .map(|text| printable(&text, MAX_DETAIL_CHARS))
+                .filter(|text| !text.is_empty());
+        }
+        Err(_) => {
+            error.excerpt = Some(printable(&String::from_utf8_lossy(body), MAX_EXCERPT_CHARS))
+                .filter(|text| !text.is_empty())
+        }
+    }
+    error
+}
+
+/// Decides on `code` first and on the status second, as PeerTube means its answers to be read.
+pub(super) fn classify(operation: Operation, error: ServerError) -> Error {
+    use ErrorCode as C;
+    let error = Box::new(error);
+    if error.status == StatusCode::TOO_MANY_REQUESTS {
+        return Error::RateLimited(error);
+    }
+    match (&error.code, operation) {
+        (Some(C::MissingTwoFactor), _) => Error::TwoFactorRequired(error),
+        (None, Operation::Login)
+            if error.status == StatusCode::UNAUTHORIZED && error.two_factor_required =>
+        {
+            Error::TwoFactorRequired(error)
+        }
+        (Some(C::InvalidTwoFactor), _) => Error::InvalidTwoFactor(error),
+        (Some(C::InvalidGrant), Operation::Refresh) => Error::LoginRequired(error),
+        (Some(C::InvalidGrant), Operation::Login) => Error::BadCredentials(error),
+        (
+            Some(
+                C::AccessDenied
+                | C::AccountBlocked
+                | C::EmailNotVerified
+                | C::AccountWaitingForApproval
+                | C::AccountApprovalRejected,
+            ),
+            _,
+        ) => Error::AccountUnavailable(error),
+        (Some(C::InvalidClient), _) => Error::InvalidClient(error),
+        (Some(C::InvalidToken), _) => Error::InvalidToken(error),
+        (None, Operation::FetchClient) if error.status == StatusCode::FORBIDDEN => {
+            Error::ClientForbiddenForHost(error)
+        }
+        _ => Error::Server(error),
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn rate_limit(headers: &HeaderMap) -> Option<RateLimitInfo> {
+    Some(RateLimitInfo {
+        limit: header_u64(headers, "x-ratelimit-limit")?,
+        remaining: header_u64(headers, "x-ratelimit-remaining")?,
+        reset_epoch_secs: header_u64(headers, "x-ratelimit-reset")?,
+    })
+}
+
+/// At most `max` characters of `text`, control characters turned into spaces, runs of white
+/// space folded, so a hostile body cannot forge log lines or flood a terminal.
+fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut taken = 0;
+    let mut pending_space = false;
+    for c in text.chars() {
+        if c.is_whitespace() || c.is_control() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if taken + usize::from(pending_space) >= max {
+            out.push('…');
+            break;
+        }
+        if pending_space {
+            out.push(' ');
+            taken += 1;
+            pending_space = false;
+        }
+        out.push(c);
+        taken += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_folds_white_space_and_cuts_long_text() {
+        assert_eq!(printable("  a\r\n\tb\u{7}c  ", 10), "a b c");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("", 3), "");
+    }
+}

@@ -1,0 +1,527 @@
+//! [`Session`]: the login session as a pure state machine.
+
+mod saved;
+mod tokens;
+
+pub use saved::{SavedSession, SavedTokens};
+
+use crate::error::{Error, ErrorCode, Operation};
+use crate::instance::Instance;
+use crate::request::{self, Body, Credentials, OAuthClient};
+use crate::response::Parser;
+use crate::secret::{AccessToken, RefreshToken};
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+use tokens::{Tokens, unix_secs};
+
+/// Default time before the access token's expiry at which a refresh becomes due.
+pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// Where a session stands.
+///
+/// ```text
+///            fetch_client / with_client(cached)
+/// NoClient ─────────────────────────────────────▶ HaveClient
+///                                                  │  ▲  login (password + optional OTP,
+///                                                  │  │        or external-auth token)
+///                                                  ▼  │  refresh invalid_grant / forget
+///                                                LoggedIn ◀──┐ refresh (rotates both tokens)
+///                                                  │  └──────┘
+///                                                  │ logout (200)
+///                                                  ▼
+///                                                Revoked ── login ──▶ LoggedIn
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// No OAuth client pair yet: [`Session::fetch_client`] is the next step.
+    NoClient,
+    /// A client pair, no tokens: [`Session::login`] is the next step.
+    HaveClient,
+    /// A token pair: authorize requests, refresh when due, log out.
+    LoggedIn,
+    /// Logged out; the client pair is kept, so [`Session::login`] works again.
+    Revoked,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::NoClient => "without an OAuth client",
+            State::HaveClient => "not logged in",
+            State::LoggedIn => "logged in",
+            State::Revoked => "logged out",
+        })
+    }
+}
+
+/// What a handled response changed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The client pair is known: [`State::HaveClient`] (or still [`State::Revoked`]).
+    ClientFetched,
+    /// Logged in: [`State::LoggedIn`].
+    LoggedIn,
+    /// Both tokens were replaced; the old ones are dead on the server.
+    Refreshed,
+    /// Logged out: [`State::Revoked`].
+    LoggedOut {
+        /// Where an auth plugin wants the user sent after logout, if anywhere.
+        redirect_url: Option<String>,
+    },
+}
+
+/// A request in flight, to be handed back to [`Session::handle`] with its response (or to
+/// [`Session::abandon`] if the response never came).
+///
+/// It remembers which operation it was for and the session's generation when it was made, so a
+/// late answer cannot overwrite newer tokens.
+#[must_use = "hand the response to Session::handle, or call Session::abandon"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Pending {
+    operation: Operation,
+    ticket: Ticket,
+}
+
+impl Pending {
+    /// The operation the request was for.
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+}
+
+/// Proof of which access token [`Session::authorize`] put on a request; give it back to
+/// [`Session::observe`] with the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorized {
+    ticket: Ticket,
+}
+
+/// A session's identity and generation: every change of client or tokens starts a new
+/// generation, which makes older pending handles and tickets stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ticket {
+    session: u64,
+    generation: u64,
+}
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A PeerTube login session: a pure state machine that builds requests and learns from
+/// responses, and never does IO or reads the clock itself.
+///
+/// Each operation checks the state and returns the request to send plus a [`Pending`] handle;
+/// [`Session::handle`] is the only place the state changes. See the crate docs for a complete
+/// walk through a session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    instance: Instance,
+    client: Option<OAuthClient>,
+    tokens: Option<Tokens>,
+    logged_out: bool,
+    id: u64,
+    generation: u64,
+    refresh_in_flight: bool,
+    refresh_margin: Duration,
+    parser: Parser,
+}
+
+impl Session {
+    /// A session with nothing yet: [`State::NoClient`].
+    pub fn new(instance: Instance) -> Self {
+        Session {
+            instance,
+            client: None,
+            tokens: None,
+            logged_out: false,
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            generation: 0,
+            refresh_in_flight: false,
+            refresh_margin: DEFAULT_REFRESH_MARGIN,
+            parser: Parser::new(),
+        }
+    }
+
+    /// A session starting from a client pair you cached: [`State::HaveClient`]. The pair is
+    /// stable for an instance, so this skips one request per login.
+    pub fn with_client(instance: Instance, client: OAuthClient) -> Self {
+        let mut session = Session::new(instance);
+        session.client = Some(client);
+        session
+    }
+
+    /// Sets how long before the access token's expiry a refresh becomes due (default 60 s). The
+    /// margin never exceeds half the token's lifetime, so a short-lived token is not refreshed
+    /// in a loop.
+    pub fn set_refresh_margin(&mut self, margin: Duration) {
+        self.refresh_margin = margin;
+    }
+
+    /// Sets the cap on response bodies read by [`Session::handle`] (default 64 KiB).
+    pub fn set_body_limit(&mut self, bytes: usize) {
+        self.parser = Parser::with_body_limit(bytes);
+    }
+
+    // ----- getters -----
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        match (&self.client, &self.tokens) {
+            (_, Some(_)) => State::LoggedIn,
+            (None, None) => State::NoClient,
+            (Some(_), None) if self.logged_out => State::Revoked,
+            (Some(_), None) => State::HaveClient,
+        }
+    }
+
+    /// The instance this session talks to.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// The OAuth client pair, once known.
+    pub fn client(&self) -> Option<&OAuthClient> {
+        self.client.as_ref()
+    }
+
+    /// The access token, while logged in. Prefer [`Session::authorize`], which also checks the
+    /// expiry and the request's origin.
+    pub fn access_token(&self) -> Option<&AccessToken> {
+        self.tokens.as_ref().map(|t| &t.access)
+    }
+
+    /// When the access token expires, if the server said.
+    pub fn access_expires_at(&self) -> Option<SystemTime> {
+        self.tokens.as_ref()?.access_expires_at()
+    }
+
+    /// When the refresh token expires, if the server said; after that only a new login helps.
+    pub fn refresh_expires_at(&self) -> Option<SystemTime> {
+        self.tokens.as_ref()?.refresh_expires_at()
+    }
+
+    /// Whether a refresh request is out and not yet handled or abandoned.
+    pub fn refresh_in_flight(&self) -> bool {
+        self.refresh_in_flight
+    }
+
+    /// Whether the access token should be refreshed now: it is within the refresh margin of its
+    /// expiry, past it, or the server said it is dead (see [`Session::observe`]).
+    pub fn refresh_due(&self, now: SystemTime) -> bool {
+        self.tokens
+            .as_ref()
+            .is_some_and(|t| t.refresh_due(unix_secs(now), self.refresh_margin))
+    }
+
+    /// Whether the access token is past its expiry or known dead; it cannot be used, not even to
+    /// log out.
+    pub fn access_expired(&self, now: SystemTime) -> bool {
+        self.tokens
+            .as_ref()
+            .is_some_and(|t| t.access_expired(unix_secs(now)))
+    }
+
+    /// Whether the refresh token is past its expiry: a refresh would fail, log in again.
+    pub fn refresh_expired(&self, now: SystemTime) -> bool {
+        self.tokens
+            .as_ref()
+            .is_some_and(|t| t.refresh_expired(unix_secs(now)))
+    }
+
+    /// When the driver must act next: the moment a refresh becomes due. `None` when not logged
+    /// in or when the server gave no lifetime. A time in the past means "now".
+    pub fn next_deadline(&self) -> Option<SystemTime> {
+        self.tokens.as_ref()?.refresh_due_at(self.refresh_margin)
+    }
+
+    // ----- commands -----
+
+    /// `GET /api/v1/oauth-clients/local`. Possible in every state but [`State::LoggedIn`] (the
+    /// tokens belong to the current pair).
+    pub fn fetch_client(&self) -> Result<(Request<Body>, Pending), Error> {
+        self.expect(Operation::FetchClient, |s| s != State::LoggedIn)?;
+        Ok((
+            request::oauth_client_request(&self.instance),
+            self.pending(Operation::FetchClient),
+        ))
+    }
+
+    /// The password grant (or external-auth token exchange), from [`State::HaveClient`] or
+    /// [`State::Revoked`]. On [`Error::TwoFactorRequired`], call again with
+    /// [`Credentials::with_otp`].
+    pub fn login(&self, credentials: &Credentials) -> Result<(Request<Body>, Pending), Error> {
+        self.expect(Operation::Login, |s| {
+            matches!(s, State::HaveClient | State::Revoked)
+        })?;
+        let client = self.client_or(Operation::Login)?;
+        let request = request::password_grant_request(&self.instance, client, credentials)?;
+        Ok((request, self.pending(Operation::Login)))
+    }
+
+    /// The refresh grant, from [`State::LoggedIn`]. Only one refresh may be in flight: PeerTube
+    /// rotates the refresh token, and two refreshes with the same one either lose the login or
+    /// leak a second session. A second call before the first is handled is
+    /// [`Error::RefreshInFlight`].
+    pub fn refresh(&mut self) -> Result<(Request<Body>, Pending), Error> {
+        self.expect(Operation::Refresh, |s| s == State::LoggedIn)?;
+        if self.refresh_in_flight {
+            return Err(Error::RefreshInFlight);
+        }
+        let client = self.client_or(Operation::Refresh)?;
+        let refresh_token = self.refresh_token_or(Operation::Refresh)?;
+        let request = request::refresh_grant_request(&self.instance, client, refresh_token)?;
+        self.refresh_in_flight = true;
+        Ok((request, self.pending(Operation::Refresh)))
+    }
+
+    /// `POST /api/v1/users/revoke-token`, from [`State::LoggedIn`]. An expired access token
+    /// cannot be revoked: refresh first (see [`Session::access_expired`]), or [`Session::forget`].
+    pub fn logout(&self) -> Result<(Request<Body>, Pending), Error> {
+        self.expect(Operation::Logout, |s| s == State::LoggedIn)?;
+        let access = self
+            .access_token()
+            .ok_or_else(|| self.invalid_state(Operation::Logout))?;
+        let request = request::revoke_request(&self.instance, access)?;
+        Ok((request, self.pending(Operation::Logout)))
+    }
+
+    /// Drops the tokens locally without telling the server (their server session lives on
+    /// until it expires; prefer [`Session::logout`]). Goes to [`State::HaveClient`], or stays in
+    /// [`State::NoClient`].
+    pub fn forget(&mut self) {
+        self.tokens = None;
+        self.logged_out = false;
+        self.new_generation();
+    }
+
+    /// Tells the session that a request from [`Pending`] will get no answer (it failed to send,
+    /// or timed out). For a refresh this allows the next one; note that a refresh that reached
+    /// the server may have rotated the tokens already, in which case the next refresh answers
+    /// [`Error::LoginRequired`].
+    pub fn abandon(&mut self, pending: Pending) {
+        if pending.operation == Operation::Refresh && pending.ticket == self.ticket() {
+            self.refresh_in_flight = false;
+        }
+    }
+
+    /// Puts `Authorization: Bearer <access token>` (marked sensitive) on any other PeerTube API
+    /// request. Refuses a request for another origin ([`Error::ForeignOrigin`]) and an access
+    /// token past its expiry ([`Error::AccessTokenExpired`]: refresh first).
+    pub fn authorize<B>(
+        &self,
+        request: &mut Request<B>,
+        now: SystemTime,
+    ) -> Result<Authorized, Error> {
+        self.expect(Operation::Authorize, |s| s == State::LoggedIn)?;
+        if !self.instance.is_same_origin(request.uri()) {
+            return Err(Error::ForeignOrigin);
+        }
+        if self.access_expired(now) {
+            return Err(Error::AccessTokenExpired);
+        }
+        let access = self
+            .access_token()
+            .ok_or_else(|| self.invalid_state(Operation::Authorize))?;
+        let value = request::bearer_header_value(access)?;
+        request.headers_mut().insert(AUTHORIZATION, value);
+        Ok(Authorized {
+            ticket: self.ticket(),
+        })
+    }
+
+    /// Learns from the response to an authorized request. Returns `true` when it is 401 with
+    /// code `invalid_token`: the token it carried is dead (expired, revoked, user blocked or
+    /// password changed). If that is still the session's token, the session marks it so and
+    /// [`Session::refresh_due`] becomes true: refresh once, then retry once.
+    pub fn observe<B: AsRef<[u8]>>(
+        &mut self,
+        authorized: &Authorized,
+        response: &Response<B>,
+    ) -> bool {
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return false;
+        }
+        let dead = self.parser.error(Operation::Authorize, response).code()
+            == Some(&ErrorCode::InvalidToken);
+        if dead && authorized.ticket == self.ticket() {
+            if let Some(tokens) = &mut self.tokens {
+                tokens.access_rejected = true;
+            }
+        }
+        dead
+    }
+
+    // ----- input -----
+
+    /// Hands the response to a request back: the only place the state changes. `now` is when
+    /// the response arrived; token lifetimes count from it.
+    ///
+    /// A response made stale by a newer change (another refresh, a login, a logout) is
+    /// [`Error::StaleResponse`] and changes nothing. Error answers change the state where the
+    /// server's answer means it: `invalid_grant` on refresh drops the tokens
+    /// ([`Error::LoginRequired`]), `invalid_client` drops the client pair, 401 `invalid_token`
+    /// on logout marks the access token dead.
+    pub fn handle<B: AsRef<[u8]>>(
+        &mut self,
+        pending: Pending,
+        response: &Response<B>,
+        now: SystemTime,
+    ) -> Result<Event, Error> {
+        if pending.ticket != self.ticket() {
+            return Err(Error::StaleResponse(pending.operation));
+        }
+        let result = match pending.operation {
+            Operation::FetchClient => self.handle_client(response),
+            Operation::Login => self.handle_login(response, now),
+            Operation::Refresh => self.handle_refresh(response, now),
+            Operation::Logout => self.handle_logout(response),
+            Operation::Authorize => Err(self.invalid_state(Operation::Authorize)),
+        };
+        result.map_err(|error| self.redacted(error))
+    }
+
+    fn handle_client<B: AsRef<[u8]>>(&mut self, response: &Response<B>) -> Result<Event, Error> {
+        let client = self.parser.oauth_client(response)?;
+        self.client = Some(client);
+        self.new_generation();
+        Ok(Event::ClientFetched)
+    }
+
+    fn handle_login<B: AsRef<[u8]>>(
+        &mut self,
+        response: &Response<B>,
+        now: SystemTime,
+    ) -> Result<Event, Error> {
+        match self.parser.login(response) {
+            Ok(answer) => {
+                self.tokens = Some(Tokens::issued(answer, unix_secs(now)));
+                self.logged_out = false;
+                self.new_generation();
+                Ok(Event::LoggedIn)
+            }
+            Err(error) => Err(self.after_error(error)),
+        }
+    }
+
+    fn handle_refresh<B: AsRef<[u8]>>(
+        &mut self,
+        response: &Response<B>,
+        now: SystemTime,
+    ) -> Result<Event, Error> {
+        self.refresh_in_flight = false;
+        match self.parser.refresh(response) {
+            Ok(answer) => {
+                // Both tokens are replaced at once: the old pair is dead on the server.
+                self.tokens = Some(Tokens::issued(answer, unix_secs(now)));
+                self.new_generation();
+                Ok(Event::Refreshed)
+            }
+            Err(error) => Err(self.after_error(error)),
+        }
+    }
+
+    fn handle_logout<B: AsRef<[u8]>>(&mut self, response: &Response<B>) -> Result<Event, Error> {
+        match self.parser.revoke(response) {
+            Ok(answer) => {
+                self.tokens = None;
+                self.logged_out = true;
+                self.new_generation();
+                Ok(Event::LoggedOut {
+                    redirect_url: answer.redirect_url,
+                })
+            }
+            Err(error) => Err(self.after_error(error)),
+        }
+    }
+
+    /// The state changes an error answer calls for.
+    fn after_error(&mut self, error: Error) -> Error {
+        match &error {
+            Error::LoginRequired(_) => {
+                self.tokens = None;
+                self.new_generation();
+            }
+            Error::InvalidClient(_) => {
+                self.client = None;
+                self.tokens = None;
+                self.new_generation();
+            }
+            Error::InvalidToken(_) => {
+                if let Some(tokens) = &mut self.tokens {
+                    tokens.access_rejected = true;
+                }
+            }
+            _ => {}
+        }
+        error
+    }
+
+    /// In case a server or proxy echoes what it was sent, the secrets this session knows never
+    /// leave it inside an error.
+    fn redacted(&self, mut error: Error) -> Error {
+        let mut secrets: Vec<&str> = Vec::with_capacity(3);
+        if let Some(client) = &self.client {
+            secrets.push(client.client_secret.expose_secret());
+        }
+        if let Some(tokens) = &self.tokens {
+            secrets.push(tokens.access.expose_secret());
+            secrets.push(tokens.refresh.expose_secret());
+        }
+        if let Some(server_error) = error.server_error_mut() {
+            server_error.redact(&secrets);
+        }
+        error
+    }
+
+    // ----- helpers -----
+
+    fn ticket(&self) -> Ticket {
+        Ticket {
+            session: self.id,
+            generation: self.generation,
+        }
+    }
+
+    fn pending(&self, operation: Operation) -> Pending {
+        Pending {
+            operation,
+            ticket: self.ticket(),
+        }
+    }
+
+    fn new_generation(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.refresh_in_flight = false;
+    }
+
+    fn invalid_state(&self, operation: Operation) -> Error {
+        Error::InvalidState {
+            operation,
+            state: self.state(),
+        }
+    }
+
+    fn expect(&self, operation: Operation, allowed: impl Fn(State) -> bool) -> Result<(), Error> {
+        if allowed(self.state()) {
+            Ok(())
+        } else {
+            Err(self.invalid_state(operation))
+        }
+    }
+
+    fn client_or(&self, operation: Operation) -> Result<&OAuthClient, Error> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| self.invalid_state(operation))
+    }
+
+    fn refresh_token_or(&self, operation: Operation) -> Result<&RefreshToken, Error> {
+        self.tokens
+            .as_ref()
+            .map(|t| &t.refresh)
+            .ok_or_else(|| self.invalid_state(operation))
+    }
+}

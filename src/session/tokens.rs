@@ -1,0 +1,80 @@
+//! The token pair a logged-in session holds, with its deadlines in whole Unix seconds (so a saved
+//! session restores to exactly the same deadlines).
+
+use crate::response::TokenResponse;
+use crate::secret::{AccessToken, RefreshToken};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tokens {
+    pub(crate) access: AccessToken,
+    pub(crate) refresh: RefreshToken,
+    /// When the pair was handed out.
+    pub(crate) issued_at: u64,
+    pub(crate) access_expires_at: Option<u64>,
+    pub(crate) refresh_expires_at: Option<u64>,
+    /// The server said the access token is dead (401 `invalid_token`).
+    pub(crate) access_rejected: bool,
+}
+
+impl Tokens {
+    pub(crate) fn issued(answer: TokenResponse, now: u64) -> Self {
+        let deadline =
+            |lifetime: Option<Duration>| lifetime.map(|d| now.saturating_add(d.as_secs()));
+        Tokens {
+            access_expires_at: deadline(answer.expires_in),
+            refresh_expires_at: deadline(answer.refresh_token_expires_in),
+            access: answer.access_token,
+            refresh: answer.refresh_token,
+            issued_at: now,
+            access_rejected: false,
+        }
+    }
+
+    /// The margin is at most half the token's lifetime, so a short-lived token is not due the
+    /// moment it arrives.
+    fn refresh_due_at_secs(&self, margin: Duration) -> Option<u64> {
+        let expires = self.access_expires_at?;
+        let lifetime = expires.saturating_sub(self.issued_at);
+        Some(expires - margin.as_secs().min(lifetime / 2))
+    }
+
+    pub(crate) fn refresh_due_at(&self, margin: Duration) -> Option<SystemTime> {
+        if self.access_rejected {
+            return Some(UNIX_EPOCH);
+        }
+        self.refresh_due_at_secs(margin).and_then(from_unix_secs)
+    }
+
+    pub(crate) fn refresh_due(&self, now: u64, margin: Duration) -> bool {
+        self.access_rejected
+            || self
+                .refresh_due_at_secs(margin)
+                .is_some_and(|due| now >= due)
+    }
+
+    pub(crate) fn access_expired(&self, now: u64) -> bool {
+        self.access_rejected || self.access_expires_at.is_some_and(|at| now >= at)
+    }
+
+    pub(crate) fn refresh_expired(&self, now: u64) -> bool {
+        self.refresh_expires_at.is_some_and(|at| now >= at)
+    }
+
+    pub(crate) fn access_expires_at(&self) -> Option<SystemTime> {
+        self.access_expires_at.and_then(from_unix_secs)
+    }
+
+    pub(crate) fn refresh_expires_at(&self) -> Option<SystemTime> {
+        self.refresh_expires_at.and_then(from_unix_secs)
+    }
+}
+
+/// Whole seconds since the Unix epoch; a clock before 1970 counts as 0.
+pub(crate) fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn from_unix_secs(secs: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
