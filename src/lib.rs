@@ -136,6 +136,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod error;
 pub mod instance;
 pub mod request;

@@ -373,18 +373,20 @@ impl Session {
         if pending.ticket != self.ticket() {
             return Err(Error::StaleResponse(pending.operation));
         }
-        let result = match pending.operation {
+        match pending.operation {
             Operation::FetchClient => self.handle_client(response),
             Operation::Login => self.handle_login(response, now),
             Operation::Refresh => self.handle_refresh(response, now),
             Operation::Logout => self.handle_logout(response),
             Operation::Authorize => Err(self.invalid_state(Operation::Authorize)),
-        };
-        result.map_err(|error| self.redacted(error))
+        }
     }
 
     fn handle_client<B: AsRef<[u8]>>(&mut self, response: &Response<B>) -> Result<Event, Error> {
-        let client = self.parser.oauth_client(response)?;
+        let client = self
+            .parser
+            .oauth_client(response)
+            .map_err(|error| self.redacted(error))?;
         self.client = Some(client);
         self.new_generation();
         Ok(Event::ClientFetched)
@@ -437,8 +439,10 @@ impl Session {
         }
     }
 
-    /// The state changes an error answer calls for.
+    /// The state changes an error answer calls for. Redacts first, while the session still
+    /// knows every secret the answer could echo.
     fn after_error(&mut self, error: Error) -> Error {
+        let error = self.redacted(error);
         match &error {
             Error::LoginRequired(_) => {
                 self.tokens = None;

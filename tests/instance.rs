@@ -1,0 +1,105 @@
+//! Base URL validation.
+
+use peertube_session::error::UrlError;
+use peertube_session::{Error, Instance};
+
+fn rejected(url: &str) -> UrlError {
+    match Instance::new(url) {
+        Err(Error::InvalidUrl(reason)) => reason,
+        other => panic!("{url}: {other:?}"),
+    }
+}
+
+#[test]
+fn https_urls_are_accepted_with_or_without_trailing_slash() {
+    for url in [
+        "https://video.example.org",
+        "https://video.example.org/",
+        " https://video.example.org ",
+    ] {
+        assert_eq!(
+            Instance::new(url).unwrap().base_url(),
+            "https://video.example.org"
+        );
+    }
+    let instance = Instance::new("https://video.example.org:8443").unwrap();
+    assert_eq!(instance.authority(), "video.example.org:8443");
+}
+
+#[test]
+fn a_path_prefix_is_kept() {
+    let instance = Instance::new("https://example.org/tube/peertube/").unwrap();
+    assert_eq!(instance.base_url(), "https://example.org/tube/peertube");
+    assert_eq!(
+        instance.uri("api/v1/users/me?x=1").unwrap(),
+        "https://example.org/tube/peertube/api/v1/users/me?x=1"
+    );
+}
+
+#[test]
+fn plain_http_is_only_for_loopback_unless_opted_in() {
+    for url in [
+        "http://127.0.0.1:9000",
+        "http://127.5.6.7",
+        "http://localhost:9000",
+        "http://LOCALHOST",
+        "http://[::1]:9000",
+    ] {
+        assert!(Instance::new(url).is_ok(), "{url}");
+    }
+    for url in [
+        "http://video.example.org",
+        "http://10.0.0.1",
+        "http://128.0.0.1",
+        "http://localhost.example.org",
+    ] {
+        assert_eq!(rejected(url), UrlError::PlainHttpNotAllowed, "{url}");
+    }
+    let instance = Instance::new_allowing_http("http://video.example.org").unwrap();
+    assert!(instance.plain_http_allowed());
+}
+
+#[test]
+fn malformed_urls_say_what_is_wrong() {
+    assert_eq!(rejected("video.example.org"), UrlError::Malformed);
+    assert_eq!(rejected(""), UrlError::Malformed);
+    assert_eq!(rejected("https://"), UrlError::Malformed);
+    assert_eq!(
+        rejected("ftp://video.example.org"),
+        UrlError::UnsupportedScheme
+    );
+    assert_eq!(
+        rejected("https://user:pw@video.example.org"),
+        UrlError::HasUserinfo
+    );
+    assert_eq!(
+        rejected("https://video.example.org/?a=b"),
+        UrlError::HasQuery
+    );
+    assert_eq!(
+        rejected("https://video.example.org/#top"),
+        UrlError::HasFragment
+    );
+    assert_eq!(
+        rejected("https://video.example.org/a/../b"),
+        UrlError::BadPath
+    );
+    assert_eq!(rejected("https://video.example.org//a"), UrlError::BadPath);
+}
+
+#[test]
+fn url_errors_do_not_repeat_the_url() {
+    let error = Instance::new("https://user:hunter2@video.example.org").unwrap_err();
+    assert!(!error.to_string().contains("hunter2"));
+    assert!(!format!("{error:?}").contains("hunter2"));
+}
+
+#[test]
+fn same_origin_compares_scheme_host_and_port() {
+    let instance = Instance::new("https://video.example.org").unwrap();
+    let same = |uri: &str| instance.is_same_origin(&uri.parse().unwrap());
+    assert!(same("https://video.example.org/api"));
+    assert!(same("https://Video.Example.org:443/api"));
+    assert!(!same("https://video.example.org.evil.net/api"));
+    assert!(!same("http://video.example.org/api"));
+}

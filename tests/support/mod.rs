@@ -1,0 +1,87 @@
+//! Test helpers: recorded server answers, hand-made answers, a fixed clock.
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime};
+
+/// A fixed moment: 2026-11-27, the day the fixtures were recorded.
+pub fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_800_000)
+}
+
+pub fn at(secs_after_t0: u64) -> SystemTime {
+    t0() + Duration::from_secs(secs_after_t0)
+}
+
+/// A raw HTTP/1.1 answer recorded from a real PeerTube 6.3 server (`tests/fixtures/peertube-6.3`).
+pub fn fixture(name: &str) -> http::Response<Vec<u8>> {
+    let path = format!(
+        "{}/tests/fixtures/peertube-6.3/{name}.http",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    parse_raw(&raw)
+}
+
+fn parse_raw(raw: &[u8]) -> http::Response<Vec<u8>> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head and body are separated by an empty line");
+    let head = std::str::from_utf8(&raw[..split]).expect("the head is text");
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("a status line");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let mut builder = http::Response::builder().status(status);
+    for line in lines {
+        let (name, value) = line.split_once(':').expect("a header line");
+        builder = builder.header(name.trim(), value.trim());
+    }
+    builder.body(body).expect("a valid response")
+}
+
+/// A response with the given status, headers and body.
+pub fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> http::Response<Vec<u8>> {
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(body.as_bytes().to_vec())
+        .expect("a valid response")
+}
+
+pub fn json(status: u16, body: &str) -> http::Response<Vec<u8>> {
+    answer(
+        status,
+        &[("content-type", "application/json; charset=utf-8")],
+        body,
+    )
+}
+
+pub fn problem(status: u16, body: &str) -> http::Response<Vec<u8>> {
+    answer(
+        status,
+        &[("content-type", "application/problem+json; charset=utf-8")],
+        body,
+    )
+}
+
+/// A token answer as PeerTube sends it.
+pub fn tokens(access: &str, refresh: &str) -> http::Response<Vec<u8>> {
+    json(
+        200,
+        &format!(
+            r#"{{"token_type":"Bearer","access_token":"{access}","refresh_token":"{refresh}","expires_in":86399,"refresh_token_expires_in":1209599}}"#
+        ),
+    )
+}
+
+/// The form fields of a request body, decoded.
+pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(body).expect("a form-urlencoded body")
+}
