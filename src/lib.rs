@@ -154,3 +154,6 @@ pub use instance::Instance;
 pub use request::{Body, Credentials, OAuthClient};
 pub use secret::{AccessToken, ClientSecret, ExternalAuthToken, Otp, Password, RefreshToken};
 pub use session::{Authorized, Event, Pending, SavedSession, Session, State};
+
+#[cfg(feature = "fake")]
+pub mod fake;

@@ -1,0 +1,205 @@
+//! How a fake instance is set up: its users, lifetimes, limits and the PeerTube version it plays.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Which PeerTube the fake answers like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerVersion {
+    /// PeerTube 6.x, as recorded from a real 6.3 server: problem+json bodies carry the legacy
+    /// `error` member (a copy of `detail`), and e-mail addresses are matched case-sensitively
+    /// at login.
+    #[default]
+    PeerTube6,
+    /// PeerTube 8.x: no `error` member; e-mail addresses matched case-insensitively.
+    PeerTube8,
+}
+
+/// A registration that has not become an account yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// Waiting for a moderator: login answers `account_waiting_for_approval`.
+    Pending,
+    /// Refused: login answers `account_approval_rejected`.
+    Rejected,
+}
+
+/// An account on the fake instance.
+#[derive(Debug, Clone)]
+pub struct FakeUser {
+    pub(crate) username: String,
+    pub(crate) email: String,
+    pub(crate) password: String,
+    pub(crate) totp_secret: Option<Vec<u8>>,
+    pub(crate) blocked: bool,
+    pub(crate) email_verified: bool,
+    pub(crate) logout_redirect: Option<String>,
+}
+
+impl FakeUser {
+    /// An active account with a verified e-mail.
+    pub fn new(username: &str, email: &str, password: &str) -> Self {
+        FakeUser {
+            username: username.to_owned(),
+            email: email.to_owned(),
+            password: password.to_owned(),
+            totp_secret: None,
+            blocked: false,
+            email_verified: true,
+            logout_redirect: None,
+        }
+    }
+
+    /// Turns two-factor authentication on with a base32 TOTP secret (see
+    /// [`totp`](super::totp) to compute codes). An invalid secret leaves it off.
+    pub fn with_totp(mut self, secret_base32: &str) -> Self {
+        self.totp_secret = super::totp::base32_decode(secret_base32);
+        self
+    }
+
+    /// A blocked account: a right password answers 400 `access_denied`, "User is blocked.".
+    pub fn blocked(mut self) -> Self {
+        self.blocked = true;
+        self
+    }
+
+    /// An account whose e-mail is not verified, on an instance that requires it: a right
+    /// password answers 400 `access_denied`, "User email is not verified.".
+    pub fn email_unverified(mut self) -> Self {
+        self.email_verified = false;
+        self
+    }
+
+    /// An account owned by an auth plugin that sends the user to `url` after logout
+    /// (`redirectUrl` in the logout answer).
+    pub fn with_logout_redirect(mut self, url: &str) -> Self {
+        self.logout_redirect = Some(url.to_owned());
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    pub(crate) username: String,
+    pub(crate) email: String,
+    pub(crate) state: RegistrationState,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
+    pub(crate) users: Vec<FakeUser>,
+    pub(crate) registrations: Vec<Registration>,
+    pub(crate) access_lifetime: Duration,
+    pub(crate) refresh_lifetime: Duration,
+    pub(crate) login_limit: Option<(u32, Duration)>,
+    pub(crate) host: Option<String>,
+    pub(crate) version: ServerVersion,
+    pub(crate) start: SystemTime,
+    pub(crate) seed: u64,
+}
+
+/// Sets up a [`FakePeerTube`](super::FakePeerTube).
+///
+/// Defaults: no users; access tokens live 1 day and refresh tokens 2 weeks; the login rate
+/// limit is 15 token requests per 5 minutes per client address; any `Host` is accepted (like a
+/// PeerTube test instance) until [`FakeBuilder::host`] names the canonical one; PeerTube 6
+/// error bodies; the fake clock starts at 2026-11-27 (Unix 1 795 800 000).
+#[derive(Debug, Clone)]
+pub struct FakeBuilder {
+    pub(crate) config: Config,
+}
+
+impl Default for FakeBuilder {
+    fn default() -> Self {
+        FakeBuilder {
+            config: Config {
+                client_id: String::new(),
+                client_secret: String::new(),
+                users: Vec::new(),
+                registrations: Vec::new(),
+                access_lifetime: Duration::from_secs(24 * 3600),
+                refresh_lifetime: Duration::from_secs(14 * 24 * 3600),
+                login_limit: Some((15, Duration::from_secs(5 * 60))),
+                host: None,
+                version: ServerVersion::default(),
+                start: UNIX_EPOCH + Duration::from_secs(1_795_800_000),
+                seed: 0x5eed_cafe,
+            },
+        }
+    }
+}
+
+impl FakeBuilder {
+    /// Adds an account.
+    pub fn user(mut self, user: FakeUser) -> Self {
+        self.config.users.push(user);
+        self
+    }
+
+    /// Adds a registration that is pending or rejected (no account exists for it).
+    pub fn registration(mut self, username: &str, email: &str, state: RegistrationState) -> Self {
+        self.config.registrations.push(Registration {
+            username: username.to_owned(),
+            email: email.to_owned(),
+            state,
+        });
+        self
+    }
+
+    /// Sets the OAuth client pair (by default, 32 random-looking characters each).
+    pub fn client(mut self, client_id: &str, client_secret: &str) -> Self {
+        self.config.client_id = client_id.to_owned();
+        self.config.client_secret = client_secret.to_owned();
+        self
+    }
+
+    /// Sets the access and refresh token lifetimes.
+    pub fn token_lifetimes(mut self, access: Duration, refresh: Duration) -> Self {
+        self.config.access_lifetime = access;
+        self.config.refresh_lifetime = refresh;
+        self
+    }
+
+    /// Sets the login rate limit: at most `max` token requests per `window` per client address.
+    pub fn login_rate_limit(mut self, max: u32, window: Duration) -> Self {
+        self.config.login_limit = Some((max, window));
+        self
+    }
+
+    /// Turns the login rate limit off.
+    pub fn no_rate_limit(mut self) -> Self {
+        self.config.login_limit = None;
+        self
+    }
+
+    /// The canonical `host[:port]`: `GET /api/v1/oauth-clients/local` answers 403 to any other
+    /// `Host`, like a production instance.
+    pub fn host(mut self, host: &str) -> Self {
+        self.config.host = Some(host.to_owned());
+        self
+    }
+
+    /// Which PeerTube version's error bodies and e-mail matching to use.
+    pub fn version(mut self, version: ServerVersion) -> Self {
+        self.config.version = version;
+        self
+    }
+
+    /// Where the fake clock starts.
+    pub fn clock_start(mut self, start: SystemTime) -> Self {
+        self.config.start = start;
+        self
+    }
+
+    /// Seeds the generator of client pairs and tokens (they are deterministic per seed).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// The fake instance.
+    pub fn build(self) -> super::FakePeerTube {
+        super::FakePeerTube::from_config(self.config)
+    }
+}

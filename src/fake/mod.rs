@@ -1,0 +1,235 @@
+//! A fake PeerTube: a model of a real server's session endpoints, for tests (feature `fake`).
+//!
+//! It is written from the protocol notes, **independently of this crate's request builders and
+//! response parsers**: it reads requests and writes answers on its own, so a client mistake is
+//! not mirrored by the server. Its core is a plain function from `http::Request` to
+//! `http::Response` ([`FakePeerTube::handle`]), with its own clock that only moves when told;
+//! [`FakePeerTube::serve`] puts the same model on a loopback port for real-socket tests.
+//!
+//! What it answers, each as PeerTube does (status, `code`, body shape, headers):
+//!
+//! | route | behaviour |
+//! |---|---|
+//! | `GET /api/v1/oauth-clients/local` | the client pair; 403 without `code` when `Host` is not the configured host |
+//! | `POST /api/v1/users/token` | form check, client check, grant checks, password grant (username case-insensitive, e-mail, blocked and unverified users, pending or rejected registrations, TOTP two-factor), external-auth tokens (5 minutes, single use), refresh grant with rotation, expiries on the fake clock, the login rate limit (plain-text 429 with `Retry-After` and `X-RateLimit-*`) |
+//! | `POST /api/v1/users/revoke-token` | case-sensitive `Bearer` check; 200 `{"success":true}` (with `redirectUrl` for users set up with one); 401 `invalid_token` / `unauthorized_request`, 400 `invalid_request` |
+//! | `GET /api/v1/users/me` | `{"id","username","email"}` for a live token, 401 `invalid_token` otherwise |
+//! | anything else | 404 problem+json |
+//!
+//! Not modelled: the API-wide rate limit (50 requests per 10 s), auth plugins beyond handing out
+//! external-auth tokens (6.x accepted an external-auth token more than once within its 5
+//! minutes; the fake follows 8.1.6+ and consumes it), and concurrent-refresh races (the fake
+//! serialises requests, so a reused refresh token always gets `invalid_grant`).
+//!
+//! # A downstream test logging in against the fake
+//!
+//! ```
+//! use peertube_session::fake::{FakePeerTube, FakeUser};
+//! use peertube_session::{Credentials, Event, Instance, Session, State};
+//!
+//! let fake = FakePeerTube::builder()
+//!     .user(FakeUser::new("alice", "alice@example.org", "correct horse"))
+//!     .build();
+//! let now = fake.now();
+//! let mut session = Session::new(Instance::new("http://127.0.0.1:9000")?);
+//!
+//! let (request, pending) = session.fetch_client()?;
+//! session.handle(pending, &fake.handle(&request), now)?;
+//! let (request, pending) = session.login(&Credentials::password("alice", "correct horse"))?;
+//! assert_eq!(session.handle(pending, &fake.handle(&request), now)?, Event::LoggedIn);
+//!
+//! let (request, pending) = session.logout()?;
+//! session.handle(pending, &fake.handle(&request), now)?;
+//! assert_eq!(session.state(), State::Revoked);
+//! assert_eq!(fake.counters().logins, 1);
+//! # Ok::<(), peertube_session::Error>(())
+//! ```
+
+mod auth;
+mod config;
+mod model;
+mod rate_limit;
+mod reply;
+mod token;
+mod totp;
+
+pub use config::{FakeBuilder, FakeUser, RegistrationState, ServerVersion};
+pub use model::ClientAddr;
+pub use totp::totp;
+
+#[path = "../../transports/fake_server.rs"]
+mod server;
+pub use server::{Fault, LoopbackServer};
+
+use http::{Request, Response, StatusCode};
+use model::Model;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+/// What the fake has seen, for tests to assert on.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Requests to `GET /api/v1/oauth-clients/local`.
+    pub client_requests: u64,
+    /// Requests to `POST /api/v1/users/token`, rate-limited ones included.
+    pub token_requests: u64,
+    /// Requests to `POST /api/v1/users/revoke-token`.
+    pub revoke_requests: u64,
+    /// Requests to `GET /api/v1/users/me`.
+    pub me_requests: u64,
+    /// Requests to any other route (answered 404).
+    pub other_requests: u64,
+    /// Successful password grants.
+    pub logins: u64,
+    /// Successful refresh grants.
+    pub refreshes: u64,
+    /// `invalid_grant` answers (wrong credentials, dead refresh tokens).
+    pub invalid_grants: u64,
+    /// Successful logouts.
+    pub revocations: u64,
+    /// Token requests answered 429.
+    pub rate_limited: u64,
+    /// Refresh-grant requests per refresh token sent, successful or not.
+    pub refreshes_per_token: HashMap<String, u64>,
+    /// Token pairs whose refresh token has not expired and that were not revoked or rotated.
+    pub live_sessions: usize,
+}
+
+impl Counters {
+    /// The largest number of refresh requests sent with one refresh token (1 for a client
+    /// that never reuses one).
+    pub fn max_refreshes_per_token(&self) -> u64 {
+        self.refreshes_per_token
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// A fake PeerTube instance. Cloning it gives another handle on the same server state.
+#[derive(Clone)]
+pub struct FakePeerTube {
+    model: Arc<Mutex<Model>>,
+}
+
+impl std::fmt::Debug for FakePeerTube {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakePeerTube").finish_non_exhaustive()
+    }
+}
+
+impl Default for FakePeerTube {
+    fn default() -> Self {
+        FakeBuilder::default().build()
+    }
+}
+
+impl FakePeerTube {
+    /// Starts setting up a fake instance.
+    pub fn builder() -> FakeBuilder {
+        FakeBuilder::default()
+    }
+
+    fn from_config(config: config::Config) -> Self {
+        FakePeerTube {
+            model: Arc::new(Mutex::new(Model::new(config))),
+        }
+    }
+
+    fn model(&self) -> MutexGuard<'_, Model> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Answers one request, as the server would. The request's client address is taken from a
+    /// [`ClientAddr`] extension (127.0.0.1 without one); the body may be any bytes container.
+    pub fn handle<B: AsRef<[u8]>>(&self, request: &Request<B>) -> Response<Vec<u8>> {
+        self.model().handle(request)
+    }
+
+    /// The instance's OAuth client pair: `(client_id, client_secret)`.
+    pub fn client_pair(&self) -> (String, String) {
+        let model = self.model();
+        (
+            model.config.client_id.clone(),
+            model.config.client_secret.clone(),
+        )
+    }
+
+    /// The fake clock.
+    pub fn now(&self) -> SystemTime {
+        self.model().now
+    }
+
+    /// Moves the fake clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut model = self.model();
+        model.now = model.now.checked_add(by).unwrap_or(model.now);
+    }
+
+    /// Sets the fake clock.
+    pub fn set_now(&self, now: SystemTime) {
+        self.model().now = now;
+    }
+
+    /// What the fake has seen so far.
+    pub fn counters(&self) -> Counters {
+        let model = self.model();
+        Counters {
+            live_sessions: model.live_sessions(),
+            ..model.counters.clone()
+        }
+    }
+
+    /// Answers the next request (to `path` only, if given) with `status`, `headers` and `body`
+    /// instead of the model, once. For client tests: a proxy's 502 page, a redirect, a huge body.
+    pub fn respond_once(
+        &self,
+        path: Option<&str>,
+        status: StatusCode,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) {
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(*name),
+                http::HeaderValue::try_from(*value),
+            ) {
+                response.headers_mut().append(name, value);
+            }
+        }
+        self.model().respond_once(path.map(str::to_owned), response);
+    }
+
+    /// What an external-auth plugin hands the browser after its own login flow: a 32-character
+    /// token for `username`, valid 5 minutes on the fake clock, exchanged once.
+    pub fn issue_external_auth_token(&self, username: &str) -> String {
+        self.model().add_external_token(username)
+    }
+
+    /// Blocks a user as an admin would: every token pair of the user dies (401 `invalid_token`),
+    /// and a later login with the right password answers `access_denied`.
+    pub fn block_user(&self, username: &str) {
+        let mut model = self.model();
+        if let Some(index) = model.user_index(username) {
+            model.config.users[index].blocked = true;
+            model.drop_sessions_of(index);
+        }
+    }
+
+    /// Changes a user's password: every token pair of the user dies, as on PeerTube.
+    pub fn change_password(&self, username: &str, password: &str) {
+        let mut model = self.model();
+        if let Some(index) = model.user_index(username) {
+            model.config.users[index].password = password.to_owned();
+            model.drop_sessions_of(index);
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The fake server's state and its routing.
+
+use super::Counters;
+use super::config::{Config, FakeUser};
+use super::rate_limit::RateLimiter;
+use super::reply::{self, Docs};
+use http::header::HOST;
+use http::{Method, Request, Response, StatusCode};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::SystemTime;
+
+/// The address a request came from; the loopback server puts it into the request's extensions.
+/// In-process requests without it count as coming from 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+pub(crate) struct Session {
+    pub(crate) user: usize,
+    pub(crate) refresh: String,
+    pub(crate) access_expires: SystemTime,
+    pub(crate) refresh_expires: SystemTime,
+}
+
+pub(crate) struct ExternalToken {
+    pub(crate) username: String,
+    pub(crate) expires: SystemTime,
+}
+
+pub(crate) struct Model {
+    pub(crate) config: Config,
+    pub(crate) now: SystemTime,
+    rng: u64,
+    /// Live token pairs by access token.
+    pub(crate) sessions: HashMap<String, Session>,
+    /// Refresh token → access token of the same pair.
+    pub(crate) by_refresh: HashMap<String, String>,
+    pub(crate) external: HashMap<String, ExternalToken>,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) counters: Counters,
+    canned: VecDeque<(Option<String>, Response<Vec<u8>>)>,
+}
+
+impl Model {
+    pub(crate) fn new(config: Config) -> Self {
+        let mut model = Model {
+            now: config.start,
+            rng: config.seed,
+            sessions: HashMap::new(),
+            by_refresh: HashMap::new(),
+            external: HashMap::new(),
+            limiter: RateLimiter::default(),
+            counters: Counters::default(),
+            canned: VecDeque::new(),
+            config,
+        };
+        if model.config.client_id.is_empty() {
+            model.config.client_id =
+                model.random_string(32, b"abcdefghijklmnopqrstuvwxyz0123456789");
+        }
+        if model.config.client_secret.is_empty() {
+            model.config.client_secret = model.random_string(
+                32,
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            );
+        }
+        model
+    }
+
+    pub(crate) fn handle<B: AsRef<[u8]>>(&mut self, request: &Request<B>) -> Response<Vec<u8>> {
+        let path = request.uri().path();
+        if let Some(index) = self
+            .canned
+            .iter()
+            .position(|(only, _)| only.as_deref().is_none_or(|p| p == path))
+        {
+            if let Some((_, response)) = self.canned.remove(index) {
+                return response;
+            }
+        }
+        let address = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.0);
+        match (request.method(), path) {
+            (&Method::GET, "/api/v1/oauth-clients/local") => self.oauth_client(request),
+            (&Method::POST, "/api/v1/users/token") => self.token(request, address),
+            (&Method::POST, "/api/v1/users/revoke-token") => self.revoke(request),
+            (&Method::GET, "/api/v1/users/me") => self.me(request),
+            _ => {
+                self.counters.other_requests += 1;
+                self.fail(StatusCode::NOT_FOUND, None, "Not found", Docs::None)
+            }
+        }
+    }
+
+    fn oauth_client<B>(&mut self, request: &Request<B>) -> Response<Vec<u8>> {
+        self.counters.client_requests += 1;
+        if let Some(expected) = &self.config.host {
+            // PeerTube compares the raw Host header; an HTTP/1.1 client always sends one, and
+            // an in-process request may carry the authority in its URI instead.
+            let host = request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+                .unwrap_or_default();
+            if &host != expected {
+                let detail = format!("Getting client tokens for host {host} is forbidden");
+                return self.fail(StatusCode::FORBIDDEN, None, &detail, Docs::GetOAuthClient);
+            }
+        }
+        reply::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "client_id": self.config.client_id,
+                "client_secret": self.config.client_secret,
+            }),
+        )
+    }
+
+    pub(crate) fn fail(
+        &self,
+        status: StatusCode,
+        code: Option<&str>,
+        detail: &str,
+        docs: Docs,
+    ) -> Response<Vec<u8>> {
+        reply::problem(self.config.version, status, code, detail, docs)
+    }
+
+    pub(crate) fn respond_once(&mut self, path: Option<String>, response: Response<Vec<u8>>) {
+        self.canned.push_back((path, response));
+    }
+
+    /// 40 hex characters, like PeerTube's `sha1(randomBytes(256))`.
+    pub(crate) fn new_token(&mut self) -> String {
+        self.random_string(40, b"0123456789abcdef")
+    }
+
+    pub(crate) fn random_string(&mut self, len: usize, alphabet: &[u8]) -> String {
+        (0..len)
+            .map(|_| {
+                let index =
+                    usize::try_from(self.next_random() % alphabet.len() as u64).unwrap_or(0);
+                char::from(alphabet[index])
+            })
+            .collect()
+    }
+
+    /// splitmix64: deterministic per seed, which keeps tests reproducible.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn user_index(&self, username: &str) -> Option<usize> {
+        self.config
+            .users
+            .iter()
+            .position(|u| u.username.eq_ignore_ascii_case(username))
+    }
+
+    pub(crate) fn user(&self, index: usize) -> Option<&FakeUser> {
+        self.config.users.get(index)
+    }
+
+    /// Deletes every token pair of a user, as PeerTube does when an admin blocks the user or the
+    /// password changes.
+    pub(crate) fn drop_sessions_of(&mut self, user: usize) {
+        let doomed: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.user == user)
+            .map(|(access, _)| access.clone())
+            .collect();
+        for access in doomed {
+            if let Some(session) = self.sessions.remove(&access) {
+                self.by_refresh.remove(&session.refresh);
+            }
+        }
+    }
+
+    pub(crate) fn live_sessions(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.refresh_expires > self.now)
+            .count()
+    }
+}
