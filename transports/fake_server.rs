@@ -11,6 +11,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::pin::Pin;
@@ -195,10 +196,12 @@ async fn answer(
 }
 
 /// A body that announces its full length, sends the first half and then fails, which makes
-/// hyper close the connection mid-body.
+/// hyper close the connection mid-body. The failure waits a moment so the first half is
+/// flushed to the socket rather than dropped with the buffer.
 struct Truncated {
     full_length: u64,
     first_half: Option<Bytes>,
+    before_failing: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Truncated {
@@ -208,6 +211,7 @@ impl Truncated {
         Truncated {
             full_length,
             first_half: Some(Bytes::from(body).slice(..half)),
+            before_failing: Box::pin(tokio::time::sleep(Duration::from_millis(50))),
         }
     }
 }
@@ -218,13 +222,16 @@ impl Body for Truncated {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
-        Poll::Ready(Some(match this.first_half.take() {
-            Some(chunk) => Ok(Frame::data(chunk)),
-            None => Err(io::Error::other("fault injected: body truncated")),
-        }))
+        if let Some(chunk) = this.first_half.take() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        this.before_failing
+            .as_mut()
+            .poll(context)
+            .map(|()| Some(Err(io::Error::other("fault injected: body truncated"))))
     }
 
     fn size_hint(&self) -> SizeHint {
