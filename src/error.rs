@@ -3,6 +3,7 @@
 use crate::session::State;
 use http::StatusCode;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything that can go wrong, split into "the server said no" (variants carrying a
@@ -103,6 +104,11 @@ pub enum Error {
     /// An argument was rejected before anything was sent.
     #[error("invalid input: {0}")]
     InvalidInput(InputError),
+    /// The request could not be sent or its answer not received: connection refused, DNS, TLS,
+    /// timeout, body over the cap, connection closed mid-answer. The cause is the
+    /// [`source`](std::error::Error::source) of the [`TransportError`].
+    #[error("could not talk to the instance: {0}")]
+    Transport(#[source] TransportError),
     /// The saved form of a session could not be restored.
     #[error("cannot restore the session: {0}")]
     InvalidSavedSession(&'static str),
@@ -392,4 +398,97 @@ pub enum InputError {
     /// A value cannot be sent in an HTTP header (control characters or non-ASCII).
     #[error("a value cannot be sent in an HTTP header")]
     InvalidHeaderValue,
+}
+
+/// What kind of transport failure happened.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportErrorKind {
+    /// The host name could not be resolved.
+    Dns,
+    /// No connection could be made (refused, unreachable).
+    Connect,
+    /// The TLS handshake or certificate check failed.
+    Tls,
+    /// The configured timeout passed before the whole answer arrived.
+    Timeout,
+    /// The answer's body was larger than the configured cap.
+    BodyTooLarge,
+    /// The connection closed before the whole answer arrived.
+    ConnectionClosed,
+    /// Anything else the HTTP client reported.
+    Other,
+}
+
+impl fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportErrorKind::Dns => "the host name could not be resolved",
+            TransportErrorKind::Connect => "no connection could be made",
+            TransportErrorKind::Tls => "TLS failed",
+            TransportErrorKind::Timeout => "timed out",
+            TransportErrorKind::BodyTooLarge => "the answer's body is larger than the cap",
+            TransportErrorKind::ConnectionClosed => "the connection closed before the whole answer arrived",
+            TransportErrorKind::Other => "the HTTP client failed",
+        })
+    }
+}
+
+/// A failure of the HTTP client, whichever one it is: a kind to match on, and the client's own
+/// error as [`source`](std::error::Error::source). Equality compares the kind only.
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    kind: TransportErrorKind,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl TransportError {
+    /// A failure of `kind` caused by `cause`.
+    pub fn new(kind: TransportErrorKind, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        TransportError {
+            kind,
+            cause: Some(Arc::from(cause.into())),
+        }
+    }
+
+    /// A failure of `kind` with no further cause.
+    pub fn of_kind(kind: TransportErrorKind) -> Self {
+        TransportError { kind, cause: None }
+    }
+
+    /// What kind of failure it was.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+}
+
+impl PartialEq for TransportError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+    }
+}
+
+impl Eq for TransportError {}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "{} ({cause})", self.kind),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<TransportError> for Error {
+    fn from(error: TransportError) -> Self {
+        Error::Transport(error)
+    }
 }

@@ -148,7 +148,7 @@ pub mod response;
 pub mod secret;
 pub mod session;
 
-pub use error::{Error, ErrorCode, Operation, ServerError};
+pub use error::{Error, ErrorCode, Operation, ServerError, TransportError, TransportErrorKind};
 pub use http;
 pub use instance::Instance;
 pub use request::{Body, Credentials, OAuthClient};
@@ -157,3 +157,14 @@ pub use session::{Authorized, Event, Pending, SavedSession, Session, State};
 
 #[cfg(feature = "fake")]
 pub mod fake;
+
+#[cfg(any(feature = "ureq", feature = "hyper"))]
+#[path = "../transports/driver.rs"]
+mod driver;
+
+#[cfg(feature = "ureq")]
+#[path = "../transports/blocking.rs"]
+pub mod blocking;
+#[cfg(feature = "ureq")]
+#[path = "../transports/ureq.rs"]
+mod ureq_transport;

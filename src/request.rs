@@ -45,6 +45,36 @@ impl Body {
     }
 }
 
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body(bytes)
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Self {
+        Body(text.into_bytes())
+    }
+}
+
+impl From<&[u8]> for Body {
+    fn from(bytes: &[u8]) -> Self {
+        Body(bytes.to_vec())
+    }
+}
+
+impl From<&str> for Body {
+    fn from(text: &str) -> Self {
+        Body(text.as_bytes().to_vec())
+    }
+}
+
+impl From<()> for Body {
+    fn from((): ()) -> Self {
+        Body::default()
+    }
+}
+
 impl AsRef<[u8]> for Body {
     fn as_ref(&self) -> &[u8] {
         &self.0

@@ -1,0 +1,36 @@
+//! What the blocking and async drivers share: the clock they read, request cloning for the one
+//! retry, and poison-tolerant locking.
+
+use crate::request::Body;
+use crate::session::Session;
+use http::Request;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+/// The default timeout of one whole exchange (connect, send, receive the whole answer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a driver reads the time. The core never reads it; drivers do, through this, so tests
+/// can give them a fixed or fake clock.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+pub(crate) fn system_clock() -> Clock {
+    Arc::new(SystemTime::now)
+}
+
+/// A panic elsewhere while holding the lock leaves a session that is still consistent (every
+/// change happens in one `handle` call), so keep using it.
+pub(crate) fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A copy of a request for the one retry after a refresh; extensions are not copied (they are
+/// not `Clone`), and the `Authorization` header is replaced by `authorize` anyway.
+pub(crate) fn copy_request(request: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}

@@ -1,0 +1,103 @@
+//! The ureq 3 transport: whole answers whatever the status, every header, no redirects, a
+//! global timeout and a body cap.
+
+use crate::blocking::Transport;
+use crate::driver::DEFAULT_TIMEOUT;
+use crate::error::{TransportError, TransportErrorKind};
+use crate::request::Body;
+use crate::response::DEFAULT_BODY_LIMIT;
+use http::{Request, Response};
+use std::io;
+use std::time::Duration;
+
+/// Sends requests with a [`ureq::Agent`]. Whatever agent it is given, each request is run with
+/// `http_status_as_error(false)` (PeerTube's error bodies are answers), no redirects (a
+/// redirect must never carry a token or password elsewhere), the timeout (30 s by default) and
+/// the body cap (64 KiB by default). https goes through ureq's rustls.
+#[derive(Debug, Clone)]
+pub struct UreqTransport {
+    agent: ureq::Agent,
+    timeout: Duration,
+    body_limit: usize,
+}
+
+impl Default for UreqTransport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UreqTransport {
+    /// A transport with a new agent of its own.
+    pub fn new() -> Self {
+        Self::with_agent(ureq::Agent::new_with_defaults())
+    }
+
+    /// A transport over your agent (proxy, TLS settings, connection pool…).
+    pub fn with_agent(agent: ureq::Agent) -> Self {
+        UreqTransport {
+            agent,
+            timeout: DEFAULT_TIMEOUT,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Sets the timeout of one whole exchange (connect, send, receive the whole answer).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the cap on answer bodies; a larger body is [`TransportErrorKind::BodyTooLarge`].
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}
+
+impl Transport for UreqTransport {
+    fn send(&self, request: Request<Body>) -> Result<Response<Vec<u8>>, TransportError> {
+        let request = self
+            .agent
+            .configure_request(request.map(Body::into_vec))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(self.timeout))
+            .build();
+        let response = self.agent.run(request).map_err(transport_error)?;
+        let (parts, mut body) = response.into_parts();
+        let limit = u64::try_from(self.body_limit).unwrap_or(u64::MAX);
+        let bytes = body
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(transport_error)?;
+        Ok(Response::from_parts(parts, bytes))
+    }
+}
+
+fn transport_error(error: ureq::Error) -> TransportError {
+    let kind = match &error {
+        ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
+        ureq::Error::HostNotFound => TransportErrorKind::Dns,
+        ureq::Error::ConnectionFailed => TransportErrorKind::Connect,
+        ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::BodyTooLarge,
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => TransportErrorKind::Tls,
+        ureq::Error::Io(io) => io_kind(io),
+        ureq::Error::Protocol(_) => TransportErrorKind::ConnectionClosed,
+        _ => TransportErrorKind::Other,
+    };
+    TransportError::new(kind, error)
+}
+
+fn io_kind(error: &io::Error) -> TransportErrorKind {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable => TransportErrorKind::Connect,
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportErrorKind::Timeout,
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => TransportErrorKind::ConnectionClosed,
+        _ => TransportErrorKind::Other,
+    }
+}
