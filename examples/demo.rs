@@ -10,26 +10,34 @@ use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fake = FakePeerTube::builder()
-        .user(FakeUser::new("alice", "alice@example.org", "correct horse battery staple"))
+        .user(FakeUser::new(
+            "alice",
+            "alice@example.org",
+            "correct horse battery staple",
+        ))
         .build();
     let server = fake.serve()?;
     println!("fake PeerTube listening at {}", server.base_url());
 
     // A transport that prints each exchange (method, path, status: never a header or body).
     let ureq = UreqTransport::new().timeout(Duration::from_secs(10));
-    let logging = move |request: http::Request<Body>| -> Result<http::Response<Vec<u8>>, TransportError> {
-        let line = format!("  {} {}", request.method(), request.uri().path());
-        let response = ureq.send(request)?;
-        println!("{line} -> {}", response.status());
-        Ok(response)
-    };
+    let logging =
+        move |request: http::Request<Body>| -> Result<http::Response<Vec<u8>>, TransportError> {
+            let line = format!("  {} {}", request.method(), request.uri().path());
+            let response = ureq.send(request)?;
+            println!("{line} -> {}", response.status());
+            Ok(response)
+        };
 
     let clock = fake.clone();
     let client = BlockingClient::new(logging, Instance::new(&server.base_url())?)
         .with_clock(move || clock.now());
     println!("state: {:?}", client.state());
 
-    client.login(&Credentials::password("alice", "correct horse battery staple"))?;
+    client.login(&Credentials::password(
+        "alice",
+        "correct horse battery staple",
+    ))?;
     println!("state: {:?} (logged in)", client.state());
 
     let me = http::Request::get(client.instance().uri("/api/v1/users/me")?).body(Body::default())?;
@@ -43,12 +51,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("me again (after an automatic refresh): {}", answer.status());
 
     let redirect = client.logout()?;
-    println!("state: {:?} (logged out, redirect: {redirect:?})", client.state());
+    println!(
+        "state: {:?} (logged out, redirect: {redirect:?})",
+        client.state()
+    );
 
     let counters = fake.counters();
     println!(
         "server saw: {} client request(s), {} login(s), {} refresh(es), {} logout(s), {} live session(s)",
-        counters.client_requests, counters.logins, counters.refreshes, counters.revocations, counters.live_sessions
+        counters.client_requests,
+        counters.logins,
+        counters.refreshes,
+        counters.revocations,
+        counters.live_sessions
     );
     Ok(())
 }

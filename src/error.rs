@@ -428,7 +428,9 @@ impl fmt::Display for TransportErrorKind {
             TransportErrorKind::Tls => "TLS failed",
             TransportErrorKind::Timeout => "timed out",
             TransportErrorKind::BodyTooLarge => "the answer's body is larger than the cap",
-            TransportErrorKind::ConnectionClosed => "the connection closed before the whole answer arrived",
+            TransportErrorKind::ConnectionClosed => {
+                "the connection closed before the whole answer arrived"
+            }
             TransportErrorKind::Other => "the HTTP client failed",
         })
     }
@@ -444,7 +446,10 @@ pub struct TransportError {
 
 impl TransportError {
     /// A failure of `kind` caused by `cause`.
-    pub fn new(kind: TransportErrorKind, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn new(
+        kind: TransportErrorKind,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         TransportError {
             kind,
             cause: Some(Arc::from(cause.into())),

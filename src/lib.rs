@@ -168,3 +168,10 @@ pub mod blocking;
 #[cfg(feature = "ureq")]
 #[path = "../transports/ureq.rs"]
 mod ureq_transport;
+
+#[cfg(feature = "hyper")]
+#[path = "../transports/asynchronous.rs"]
+pub mod asynchronous;
+#[cfg(feature = "hyper")]
+#[path = "../transports/hyper.rs"]
+mod hyper_transport;

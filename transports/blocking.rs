@@ -24,12 +24,12 @@
 pub use crate::driver::{Clock, DEFAULT_TIMEOUT};
 pub use crate::ureq_transport::UreqTransport;
 
-use crate::driver::{copy_request, lock, system_clock};
+use crate::Instance;
+use crate::driver::{copy_request, lock, logout_redirect, refresh_needed, system_clock};
 use crate::error::{Error, TransportError};
 use crate::request::{Body, Credentials};
 use crate::secret::AccessToken;
 use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
-use crate::Instance;
 use http::{Request, Response};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -211,14 +211,7 @@ impl<T: Transport> BlockingClient<T> {
     }
 
     fn refresh_needed(&self) -> Result<bool, Error> {
-        let session = self.session();
-        match session.state() {
-            State::LoggedIn => Ok(session.refresh_due(self.now())),
-            state => Err(Error::InvalidState {
-                operation: crate::Operation::Authorize,
-                state,
-            }),
-        }
+        refresh_needed(&self.session(), self.now())
     }
 
     /// A valid access token, refreshed first if due.
@@ -268,9 +261,6 @@ impl<T: Transport> BlockingClient<T> {
             }
             other => other?,
         };
-        Ok(match event {
-            Event::LoggedOut { redirect_url } => redirect_url,
-            _ => None,
-        })
+        Ok(logout_redirect(event))
     }
 }

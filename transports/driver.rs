@@ -1,8 +1,9 @@
 //! What the blocking and async drivers share: the clock they read, request cloning for the one
 //! retry, and poison-tolerant locking.
 
+use crate::error::{Error, Operation};
 use crate::request::Body;
-use crate::session::Session;
+use crate::session::{Event, Session, State};
 use http::Request;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -21,7 +22,9 @@ pub(crate) fn system_clock() -> Clock {
 /// A panic elsewhere while holding the lock leaves a session that is still consistent (every
 /// change happens in one `handle` call), so keep using it.
 pub(crate) fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
-    session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    session
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A copy of a request for the one retry after a refresh; extensions are not copied (they are
@@ -33,4 +36,24 @@ pub(crate) fn copy_request(request: &Request<Body>) -> Request<Body> {
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
     copy
+}
+
+/// Whether the session needs a refresh before its token is used; only a logged-in session has
+/// a token to use.
+pub(crate) fn refresh_needed(session: &Session, now: SystemTime) -> Result<bool, Error> {
+    match session.state() {
+        State::LoggedIn => Ok(session.refresh_due(now)),
+        state => Err(Error::InvalidState {
+            operation: Operation::Authorize,
+            state,
+        }),
+    }
+}
+
+/// The `redirectUrl` of a logout answer.
+pub(crate) fn logout_redirect(event: Event) -> Option<String> {
+    match event {
+        Event::LoggedOut { redirect_url } => redirect_url,
+        _ => None,
+    }
 }

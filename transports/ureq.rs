@@ -82,7 +82,9 @@ fn transport_error(error: ureq::Error) -> TransportError {
         ureq::Error::HostNotFound => TransportErrorKind::Dns,
         ureq::Error::ConnectionFailed => TransportErrorKind::Connect,
         ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::BodyTooLarge,
-        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => TransportErrorKind::Tls,
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => {
+            TransportErrorKind::Tls
+        }
         ureq::Error::Io(io) => io_kind(io),
         ureq::Error::Protocol(_) => TransportErrorKind::ConnectionClosed,
         _ => TransportErrorKind::Other,
@@ -92,7 +94,9 @@ fn transport_error(error: ureq::Error) -> TransportError {
 
 fn io_kind(error: &io::Error) -> TransportErrorKind {
     match error.kind() {
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable => TransportErrorKind::Connect,
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable => {
+            TransportErrorKind::Connect
+        }
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportErrorKind::Timeout,
         io::ErrorKind::UnexpectedEof
         | io::ErrorKind::ConnectionReset

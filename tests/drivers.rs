@@ -1,0 +1,467 @@
+//! The blocking (ureq) and async (hyper) drivers pass the same behavioural list against the
+//! fake PeerTube on loopback. Every test is bounded: transports time out after a few seconds.
+#![cfg(all(feature = "ureq", feature = "hyper", feature = "fake"))]
+
+use http::StatusCode;
+use peertube_session::asynchronous::{AsyncClient, HttpsConnector, HyperTransport};
+use peertube_session::blocking::{BlockingClient, UreqTransport};
+use peertube_session::fake::{FakePeerTube, FakeUser, Fault, LoopbackServer, totp};
+use peertube_session::{
+    Body, Credentials, Error, Instance, SavedSession, Session, State, TransportErrorKind,
+};
+use std::time::Duration;
+
+const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One interface over both drivers, so each scenario is written once.
+trait Driver {
+    fn login(&self, credentials: &Credentials) -> Result<(), Error>;
+    fn login_with_otp(&self, credentials: &Credentials, otp: Option<String>) -> Result<(), Error>;
+    fn send_authorized(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Vec<u8>>, Error>;
+    fn ensure_fresh(&self) -> Result<(), Error>;
+    fn logout(&self) -> Result<Option<String>, Error>;
+    fn state(&self) -> State;
+    fn save(&self) -> SavedSession;
+}
+
+impl Driver for BlockingClient<UreqTransport> {
+    fn login(&self, credentials: &Credentials) -> Result<(), Error> {
+        BlockingClient::login(self, credentials)
+    }
+    fn login_with_otp(&self, credentials: &Credentials, otp: Option<String>) -> Result<(), Error> {
+        self.login_with_otp_prompt(credentials, || otp)
+    }
+    fn send_authorized(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        BlockingClient::send_authorized(self, request)
+    }
+    fn ensure_fresh(&self) -> Result<(), Error> {
+        BlockingClient::ensure_fresh(self)
+    }
+    fn logout(&self) -> Result<Option<String>, Error> {
+        BlockingClient::logout(self)
+    }
+    fn state(&self) -> State {
+        BlockingClient::state(self)
+    }
+    fn save(&self) -> SavedSession {
+        BlockingClient::save(self)
+    }
+}
+
+struct Async {
+    runtime: tokio::runtime::Runtime,
+    client: AsyncClient<HyperTransport<HttpsConnector>>,
+}
+
+impl Driver for Async {
+    fn login(&self, credentials: &Credentials) -> Result<(), Error> {
+        self.runtime.block_on(self.client.login(credentials))
+    }
+    fn login_with_otp(&self, credentials: &Credentials, otp: Option<String>) -> Result<(), Error> {
+        self.runtime.block_on(
+            self.client
+                .login_with_otp_prompt(credentials, async { otp }),
+        )
+    }
+    fn send_authorized(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        self.runtime.block_on(self.client.send_authorized(request))
+    }
+    fn ensure_fresh(&self) -> Result<(), Error> {
+        self.runtime.block_on(self.client.ensure_fresh())
+    }
+    fn logout(&self) -> Result<Option<String>, Error> {
+        self.runtime.block_on(self.client.logout())
+    }
+    fn state(&self) -> State {
+        self.client.state()
+    }
+    fn save(&self) -> SavedSession {
+        self.client.save()
+    }
+}
+
+struct Setup {
+    fake: FakePeerTube,
+    server: LoopbackServer,
+}
+
+impl Setup {
+    fn new(fake: FakePeerTube) -> Self {
+        let server = fake.serve().expect("serve the fake on loopback");
+        Setup { fake, server }
+    }
+
+    fn instance(&self) -> Instance {
+        Instance::new(&self.server.base_url()).unwrap()
+    }
+
+    fn me(&self) -> http::Request<Body> {
+        http::Request::get(self.instance().uri("/api/v1/users/me").unwrap())
+            .body(Body::default())
+            .unwrap()
+    }
+}
+
+fn standard_fake() -> FakePeerTube {
+    FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .user(FakeUser::new("bob", "bob@example.org", "bob-pw").with_totp(TOTP_SECRET))
+        .token_lifetimes(Duration::from_secs(3600), Duration::from_secs(7200))
+        .build()
+}
+
+fn blocking(setup: &Setup, session: Session) -> BlockingClient<UreqTransport> {
+    let fake = setup.fake.clone();
+    BlockingClient::from_session(
+        UreqTransport::new().timeout(TIMEOUT).body_limit(64 * 1024),
+        session,
+    )
+    .with_clock(move || fake.now())
+}
+
+fn asynchronous(setup: &Setup, session: Session) -> Async {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = setup.fake.clone();
+    let transport = runtime.block_on(async {
+        HyperTransport::new()
+            .unwrap()
+            .timeout(TIMEOUT)
+            .body_limit(64 * 1024)
+    });
+    let client = AsyncClient::from_session(transport, session).with_clock(move || fake.now());
+    Async { runtime, client }
+}
+
+fn alice() -> Credentials {
+    Credentials::password("alice", "alice-pw")
+}
+
+// ----- scenarios, each run with both drivers -----
+
+fn full_session<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    assert_eq!(driver.state(), State::NoClient);
+    driver.login(&alice()).unwrap();
+    assert_eq!(driver.state(), State::LoggedIn);
+    let answer = driver.send_authorized(setup.me()).unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(String::from_utf8_lossy(answer.body()).contains("\"username\":\"alice\""));
+    setup.fake.advance(Duration::from_secs(3600 - 30));
+    driver.ensure_fresh().unwrap();
+    assert_eq!(setup.fake.counters().refreshes, 1);
+    assert_eq!(
+        driver.send_authorized(setup.me()).unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(driver.logout().unwrap(), None);
+    assert_eq!(driver.state(), State::Revoked);
+    let counters = setup.fake.counters();
+    assert_eq!(
+        (
+            counters.client_requests,
+            counters.logins,
+            counters.refreshes,
+            counters.revocations
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(counters.live_sessions, 0);
+    assert_eq!(counters.max_refreshes_per_token(), 1);
+}
+
+fn two_factor_with_a_real_totp<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    let bob = Credentials::password("bob", "bob-pw");
+    assert!(matches!(
+        driver.login(&bob),
+        Err(Error::TwoFactorRequired(_))
+    ));
+    assert!(matches!(
+        driver.login_with_otp(&bob, None),
+        Err(Error::TwoFactorRequired(_))
+    ));
+    assert!(matches!(
+        driver.login_with_otp(&bob, Some("000000".into())),
+        Err(Error::InvalidTwoFactor(_))
+    ));
+    let code = totp(TOTP_SECRET, setup.fake.now()).unwrap();
+    driver.login_with_otp(&bob, Some(code)).unwrap();
+    assert_eq!(driver.state(), State::LoggedIn);
+}
+
+fn wrong_password<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    let error = driver
+        .login(&Credentials::password("alice", "nope"))
+        .unwrap_err();
+    assert!(matches!(error, Error::BadCredentials(_)), "{error:?}");
+    assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST));
+    assert_eq!(driver.state(), State::HaveClient);
+}
+
+fn rate_limited_login_is_not_retried<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .login_rate_limit(1, Duration::from_secs(300))
+        .build();
+    let setup = Setup::new(fake);
+    let driver = make(&setup, Session::new(setup.instance()));
+    assert!(
+        driver
+            .login(&Credentials::password("alice", "nope"))
+            .is_err()
+    );
+    let error = driver.login(&alice()).unwrap_err();
+    assert!(matches!(error, Error::RateLimited(_)), "{error:?}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(300)));
+    assert_eq!(setup.fake.counters().token_requests, 2);
+}
+
+fn expired_access_token_is_refreshed_transparently<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    driver.login(&alice()).unwrap();
+    setup.fake.advance(Duration::from_secs(3601));
+    assert_eq!(
+        driver.send_authorized(setup.me()).unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(setup.fake.counters().refreshes, 1);
+}
+
+fn a_token_killed_on_the_server_is_refreshed_and_the_call_retried<D: Driver>(
+    make: fn(&Setup, Session) -> D,
+) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    driver.login(&alice()).unwrap();
+    // The client still thinks its token is fine; the server answers 401 invalid_token.
+    let mut saved = driver.save();
+    saved.tokens.as_mut().unwrap().access_token = "0000000000000000000000000000000000000000".into();
+    let driver = make(&setup, Session::restore(saved).unwrap());
+    assert_eq!(
+        driver.send_authorized(setup.me()).unwrap().status(),
+        StatusCode::OK
+    );
+    let counters = setup.fake.counters();
+    assert_eq!((counters.me_requests, counters.refreshes), (2, 1));
+}
+
+fn expired_refresh_token_means_log_in_again<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    driver.login(&alice()).unwrap();
+    setup.fake.advance(Duration::from_secs(7201));
+    let error = driver.send_authorized(setup.me()).unwrap_err();
+    assert!(matches!(error, Error::LoginRequired(_)), "{error:?}");
+    assert_eq!(driver.state(), State::HaveClient);
+    driver.login(&alice()).unwrap();
+    assert_eq!(setup.fake.counters().client_requests, 1);
+}
+
+fn a_stalled_server_times_out<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    setup
+        .server
+        .inject(None, Fault::Delay(Duration::from_secs(60)));
+    let driver = make(&setup, Session::new(setup.instance()));
+    let started = std::time::Instant::now();
+    let error = driver.login(&alice()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(driver.state(), State::NoClient);
+}
+
+fn a_body_over_the_cap_is_refused<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    setup.fake.respond_once(
+        None,
+        StatusCode::OK,
+        &[("content-type", "application/json")],
+        vec![b' '; 200 * 1024],
+    );
+    let driver = make(&setup, Session::new(setup.instance()));
+    let error = driver.login(&alice()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::BodyTooLarge),
+        "{error:?}"
+    );
+}
+
+fn a_connection_closed_mid_answer_is_a_transport_error<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    setup
+        .server
+        .inject(Some("/api/v1/oauth-clients/local"), Fault::TruncateBody);
+    let driver = make(&setup, Session::new(setup.instance()));
+    let error = driver.login(&alice()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::ConnectionClosed),
+        "{error:?}"
+    );
+    assert!(std::error::Error::source(&error).is_some());
+    // The next attempt works.
+    driver.login(&alice()).unwrap();
+}
+
+fn a_refused_connection_is_a_transport_error<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let instance = setup.instance();
+    let Setup { fake, server } = setup;
+    drop(server);
+    let setup = Setup::new(fake);
+    let driver = make(&setup, Session::new(instance));
+    let error = driver.login(&alice()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Connect),
+        "{error:?}"
+    );
+}
+
+fn a_redirect_to_another_host_is_not_followed<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let elsewhere = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    driver.login(&alice()).unwrap();
+    let target = format!("{}/api/v1/users/me", elsewhere.server.base_url());
+    setup.fake.respond_once(
+        Some("/api/v1/users/me"),
+        StatusCode::TEMPORARY_REDIRECT,
+        &[("location", &target)],
+        Vec::new(),
+    );
+    let answer = driver.send_authorized(setup.me()).unwrap();
+    assert_eq!(answer.status(), StatusCode::TEMPORARY_REDIRECT);
+    setup.fake.respond_once(
+        Some("/api/v1/users/token"),
+        StatusCode::PERMANENT_REDIRECT,
+        &[("location", &target)],
+        Vec::new(),
+    );
+    driver.logout().unwrap();
+    let error = driver.login(&alice()).unwrap_err();
+    assert_eq!(error.status(), Some(StatusCode::PERMANENT_REDIRECT));
+    let seen = elsewhere.fake.counters();
+    assert_eq!(
+        seen.me_requests + seen.token_requests + seen.other_requests,
+        0
+    );
+}
+
+fn save_restore_continue<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    driver.login(&alice()).unwrap();
+    let text = serde_json::to_string(&driver.save()).unwrap();
+    drop(driver);
+    let restored = make(
+        &setup,
+        Session::restore(serde_json::from_str(&text).unwrap()).unwrap(),
+    );
+    assert_eq!(
+        restored.send_authorized(setup.me()).unwrap().status(),
+        StatusCode::OK
+    );
+    restored.logout().unwrap();
+}
+
+fn a_plugin_logout_redirect_is_returned<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let fake = FakePeerTube::builder()
+        .user(
+            FakeUser::new("erin", "erin@example.org", "erin-pw")
+                .with_logout_redirect("https://sso.example.org/bye"),
+        )
+        .build();
+    let setup = Setup::new(fake);
+    let driver = make(&setup, Session::new(setup.instance()));
+    driver
+        .login(&Credentials::password("erin", "erin-pw"))
+        .unwrap();
+    assert_eq!(
+        driver.logout().unwrap().as_deref(),
+        Some("https://sso.example.org/bye")
+    );
+}
+
+macro_rules! behaviour {
+    ($($scenario:ident),* $(,)?) => {
+        mod with_ureq {
+            $(#[test] fn $scenario() { super::$scenario(super::blocking); })*
+        }
+        mod with_hyper {
+            $(#[test] fn $scenario() { super::$scenario(super::asynchronous); })*
+        }
+    };
+}
+
+behaviour!(
+    full_session,
+    two_factor_with_a_real_totp,
+    wrong_password,
+    rate_limited_login_is_not_retried,
+    expired_access_token_is_refreshed_transparently,
+    a_token_killed_on_the_server_is_refreshed_and_the_call_retried,
+    expired_refresh_token_means_log_in_again,
+    a_stalled_server_times_out,
+    a_body_over_the_cap_is_refused,
+    a_connection_closed_mid_answer_is_a_transport_error,
+    a_refused_connection_is_a_transport_error,
+    a_redirect_to_another_host_is_not_followed,
+    save_restore_continue,
+    a_plugin_logout_redirect_is_returned,
+);
+
+// ----- async specifics -----
+
+#[test]
+fn async_client_futures_are_send() {
+    fn assert_send<F: std::future::Future + Send>(_: F) {}
+    let client = AsyncClient::new(
+        |_: http::Request<Body>| async {
+            Err(peertube_session::TransportError::of_kind(
+                TransportErrorKind::Other,
+            ))
+        },
+        Instance::new("https://video.example.org").unwrap(),
+    );
+    let credentials = alice();
+    assert_send(client.login(&credentials));
+    assert_send(client.login_with_otp_prompt(&credentials, async { None }));
+    assert_send(client.ensure_fresh());
+    assert_send(client.access_token());
+    assert_send(client.send_authorized(http::Request::new(Body::default())));
+    assert_send(client.logout());
+    assert_send(client.fetch_client());
+}
+
+#[test]
+fn both_tls_stacks_can_live_in_one_process() {
+    // hyper's rustls uses its own ring provider, never the process default: building both
+    // transports (in either order) must not panic.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ureq = UreqTransport::new();
+    let _hyper = runtime.block_on(async { HyperTransport::new().unwrap() });
+    let _ureq_again = UreqTransport::new();
+}

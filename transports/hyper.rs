@@ -1,0 +1,148 @@
+//! The hyper 1 transport: hyper-util's client over any connector, whole answers whatever the
+//! status, no redirects (hyper follows none), a timeout and a body cap.
+
+use crate::asynchronous::AsyncTransport;
+use crate::driver::DEFAULT_TIMEOUT;
+use crate::error::{TransportError, TransportErrorKind};
+use crate::request::Body;
+use crate::response::DEFAULT_BODY_LIMIT;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The connector of [`HyperTransport::new`]: https (rustls with the ring provider and the
+/// webpki roots) or plain http.
+pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Sends requests with hyper-util's client. Bring your own client (any connector: a proxy,
+/// another TLS stack, a Unix socket) with [`HyperTransport::with_client`].
+#[derive(Debug, Clone)]
+pub struct HyperTransport<C> {
+    client: Client<C, Full<Bytes>>,
+    timeout: Duration,
+    body_limit: usize,
+}
+
+impl HyperTransport<HttpsConnector> {
+    /// A client with rustls (ring provider, webpki roots; never the process-wide default
+    /// provider, so it does not matter which other TLS users share the process), HTTP/1.1,
+    /// https or http. Fails only if rustls rejects its own default protocol versions.
+    pub fn new() -> Result<Self, TransportError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| TransportError::new(TransportErrorKind::Tls, e))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self::with_client(
+            Client::builder(TokioExecutor::new()).build(connector),
+        ))
+    }
+}
+
+impl<C> HyperTransport<C> {
+    /// A transport over your client.
+    pub fn with_client(client: Client<C, Full<Bytes>>) -> Self {
+        HyperTransport {
+            client,
+            timeout: DEFAULT_TIMEOUT,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Sets the timeout of one whole exchange (connect, send, receive the whole answer).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the cap on answer bodies; a larger body is [`TransportErrorKind::BodyTooLarge`].
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}
+
+impl<C> AsyncTransport for HyperTransport<C>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    fn send(
+        &self,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Vec<u8>>, TransportError>> + Send {
+        let request = request.map(|body| Full::new(Bytes::from(body.into_vec())));
+        let exchange = async move {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| classify(Box::new(e)))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, self.body_limit)
+                .collect()
+                .await
+                .map_err(classify)?
+                .to_bytes();
+            Ok(Response::from_parts(parts, body.to_vec()))
+        };
+        async move {
+            tokio::time::timeout(self.timeout, exchange)
+                .await
+                .unwrap_or_else(|_| Err(TransportError::of_kind(TransportErrorKind::Timeout)))
+        }
+    }
+}
+
+/// Reads the kind of failure off the error and its causes.
+fn classify(error: Box<dyn StdError + Send + Sync>) -> TransportError {
+    let mut kind = TransportErrorKind::Other;
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(error.as_ref());
+    while let Some(current) = cause {
+        if current.is::<LengthLimitError>() {
+            kind = TransportErrorKind::BodyTooLarge;
+            break;
+        }
+        if current.is::<rustls::Error>() {
+            kind = TransportErrorKind::Tls;
+            break;
+        }
+        if let Some(hyper) = current.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
+                kind = TransportErrorKind::ConnectionClosed;
+                break;
+            }
+        }
+        if let Some(legacy) = current.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if legacy.is_connect() {
+                kind = TransportErrorKind::Connect;
+            }
+        }
+        if let Some(io) = current.downcast_ref::<io::Error>() {
+            match io.kind() {
+                io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe => {
+                    kind = TransportErrorKind::ConnectionClosed;
+                    break;
+                }
+                io::ErrorKind::TimedOut => {
+                    kind = TransportErrorKind::Timeout;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        cause = current.source();
+    }
+    TransportError::new(kind, error)
+}
