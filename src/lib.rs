@@ -129,15 +129,19 @@
 //! ## Features
 //!
 //! None are on by default, and the core depends on nothing that does IO.
-//! - `ureq`: a blocking transport and driver.
-//! - `hyper`: an async transport and driver.
-//! - `fake`: a model of a PeerTube server's session endpoints, for tests.
+//! - `ureq`: [`blocking::BlockingClient`] over [`blocking::UreqTransport`] (or any blocking
+//!   client): login with two-factor prompt, auto-refresh, authorized calls with one retry,
+//!   single-flight refresh across threads, logout.
+//! - `hyper`: the same as [`asynchronous::AsyncClient`] over [`asynchronous::HyperTransport`]
+//!   (or any async client); every future is `Send`.
+//! - `fake`: [`fake::FakePeerTube`], a model of a PeerTube server's session endpoints for tests,
+//!   in-process or served on a loopback port.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 /// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "ureq", feature = "hyper"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
