@@ -476,3 +476,19 @@ fn parsers_accept_any_byte_container() {
     let response = http::Response::new(body.to_vec());
     assert_eq!(parse_oauth_client(&response).unwrap().client_id, "a");
 }
+
+#[test]
+fn one_letter_tokens_are_accepted_and_still_redacted() {
+    // Found by the token fuzzer (fuzz/regressions/token/one-letter-tokens): the check, not the
+    // parser, was wrong; this pins the parser's side.
+    let tokens = parse_login(&json(
+        200,
+        r#"{"token_type":"Bearer","access_token":"a","refresh_token":"r"}"#,
+    ))
+    .unwrap();
+    assert_eq!(tokens.access_token.expose_secret(), "a");
+    assert_eq!(
+        format!("{tokens:?}"),
+        "TokenResponse { access_token: AccessToken([redacted]), refresh_token: RefreshToken([redacted]), expires_in: None, refresh_token_expires_in: None }"
+    );
+}
