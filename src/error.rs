@@ -121,38 +121,33 @@ fn retry_hint(retry_after: Option<Duration>) -> String {
     }
 }
 
+/// Matches every variant that carries the server's answer, once for `&` and once for `&mut`.
+macro_rules! server_error_of {
+    ($error:expr, $found:ident => $some:expr) => {
+        match $error {
+            Error::TwoFactorRequired($found)
+            | Error::InvalidTwoFactor($found)
+            | Error::BadCredentials($found)
+            | Error::AccountUnavailable($found)
+            | Error::LoginRequired($found)
+            | Error::InvalidClient($found)
+            | Error::InvalidToken($found)
+            | Error::RateLimited($found)
+            | Error::ClientForbiddenForHost($found)
+            | Error::Server($found) => Some($some),
+            _ => None,
+        }
+    };
+}
+
 impl Error {
     /// The server's answer behind this error, when there was one.
     pub fn server_error(&self) -> Option<&ServerError> {
-        match self {
-            Error::TwoFactorRequired(e)
-            | Error::InvalidTwoFactor(e)
-            | Error::BadCredentials(e)
-            | Error::AccountUnavailable(e)
-            | Error::LoginRequired(e)
-            | Error::InvalidClient(e)
-            | Error::InvalidToken(e)
-            | Error::RateLimited(e)
-            | Error::ClientForbiddenForHost(e)
-            | Error::Server(e) => Some(e),
-            _ => None,
-        }
+        server_error_of!(self, found => &**found)
     }
 
     pub(crate) fn server_error_mut(&mut self) -> Option<&mut ServerError> {
-        match self {
-            Error::TwoFactorRequired(e)
-            | Error::InvalidTwoFactor(e)
-            | Error::BadCredentials(e)
-            | Error::AccountUnavailable(e)
-            | Error::LoginRequired(e)
-            | Error::InvalidClient(e)
-            | Error::InvalidToken(e)
-            | Error::RateLimited(e)
-            | Error::ClientForbiddenForHost(e)
-            | Error::Server(e) => Some(e),
-            _ => None,
-        }
+        server_error_of!(self, found => &mut **found)
     }
 
     /// The HTTP status of the response behind this error, when there was one.

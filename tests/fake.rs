@@ -818,19 +818,16 @@ fn the_6_x_error_body_matches_the_recorded_one_byte_for_byte() {
 }
 
 #[test]
-fn unknown_routes_are_404_problems() {
+fn unknown_api_routes_get_peertube_s_empty_400() {
     let fake = fake();
-    problem(
-        &fake.handle(&bearer("GET", "/api/v1/videos", None)),
-        404,
-        None,
-    );
-    problem(
-        &fake.handle(&bearer("GET", "/api/v1/users/token", None)),
-        404,
-        None,
-    );
-    assert_eq!(fake.counters().other_requests, 2);
+    for (method, path) in [("GET", "/api/v1/videos"), ("GET", "/api/v1/users/token")] {
+        let response = fake.handle(&bearer(method, path, None));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8");
+        assert!(response.body().is_empty());
+    }
+    problem(&fake.handle(&bearer("GET", "/not-the-api", None)), 404, None);
+    assert_eq!(fake.counters().other_requests, 3);
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! | `POST /api/v1/users/token` | form check, client check, grant checks, password grant (username case-insensitive, e-mail, blocked and unverified users, pending or rejected registrations, TOTP two-factor), external-auth tokens (5 minutes, single use), refresh grant with rotation, expiries on the fake clock, the login rate limit (plain-text 429 with `Retry-After` and `X-RateLimit-*`) |
 //! | `POST /api/v1/users/revoke-token` | case-sensitive `Bearer` check; 200 `{"success":true}` (with `redirectUrl` for users set up with one); 401 `invalid_token` / `unauthorized_request`, 400 `invalid_request` |
 //! | `GET /api/v1/users/me` | `{"id","username","email"}` for a live token, 401 `invalid_token` otherwise |
+//! | any other `/api/` route | 400, `application/json`, empty body (PeerTube's API catch-all; a real instance has many more routes) |
 //! | anything else | 404 problem+json |
 //!
 //! Not modelled: the API-wide rate limit (50 requests per 10 s), auth plugins beyond handing out

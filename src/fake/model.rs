@@ -89,7 +89,13 @@ impl Model {
             (&Method::GET, "/api/v1/users/me") => self.me(request),
             _ => {
                 self.counters.other_requests += 1;
-                self.fail(StatusCode::NOT_FOUND, None, "Not found", Docs::None)
+                if path.starts_with("/api/") {
+                    // PeerTube's API router ends with a catch-all answering 400 with a JSON
+                    // content type and no body.
+                    reply::with_type(StatusCode::BAD_REQUEST, "application/json; charset=utf-8", Vec::new())
+                } else {
+                    self.fail(StatusCode::NOT_FOUND, None, "Not found", Docs::None)
+                }
             }
         }
     }
