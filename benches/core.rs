@@ -59,7 +59,8 @@ mod build {
     fn password_ours(bencher: Bencher) {
         let (instance, client) = (instance(), client());
         let credentials = Credentials::password("alice", "correct horse battery staple");
-        bencher.bench(|| password_grant_request(&instance, &client, black_box(&credentials)).unwrap());
+        bencher
+            .bench(|| password_grant_request(&instance, &client, black_box(&credentials)).unwrap());
     }
 
     #[divan::bench]
@@ -189,7 +190,8 @@ mod parse {
     #[divan::bench]
     fn client_floor(bencher: Bencher) {
         let response = answer(200, CLIENT);
-        bencher.bench(|| serde_json::from_slice::<PlainClient>(black_box(response.body())).unwrap());
+        bencher
+            .bench(|| serde_json::from_slice::<PlainClient>(black_box(response.body())).unwrap());
     }
 
     #[divan::bench]
@@ -213,7 +215,8 @@ mod parse {
     #[divan::bench]
     fn revoke_floor(bencher: Bencher) {
         let response = answer(200, REVOKE);
-        bencher.bench(|| serde_json::from_slice::<PlainRevoke>(black_box(response.body())).unwrap());
+        bencher
+            .bench(|| serde_json::from_slice::<PlainRevoke>(black_box(response.body())).unwrap());
     }
 
     #[divan::bench]
@@ -225,6 +228,7 @@ mod parse {
     #[divan::bench]
     fn invalid_grant_floor(bencher: Bencher) {
         let response = answer(400, INVALID_GRANT);
-        bencher.bench(|| serde_json::from_slice::<PlainProblem>(black_box(response.body())).unwrap());
+        bencher
+            .bench(|| serde_json::from_slice::<PlainProblem>(black_box(response.body())).unwrap());
     }
 }

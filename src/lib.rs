@@ -143,6 +143,7 @@
 /// The README's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "ureq", feature = "hyper"))]
 #[doc = include_str!("../README.md")]
+#[doc(hidden)]
 pub struct ReadmeDoctests;
 
 pub mod error;

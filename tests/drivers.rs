@@ -465,3 +465,53 @@ fn both_tls_stacks_can_live_in_one_process() {
     let _hyper = runtime.block_on(async { HyperTransport::new().unwrap() });
     let _ureq_again = UreqTransport::new();
 }
+
+#[test]
+fn requests_whose_token_other_callers_rotated_are_retried_with_the_new_token() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    let fake = standard_fake();
+    let ahead = Arc::new(AtomicU64::new(0));
+    type SharedTransport = Box<
+        dyn Fn(
+                http::Request<Body>,
+            ) -> Result<http::Response<Vec<u8>>, peertube_session::TransportError>
+            + std::marker::Send
+            + Sync,
+    >;
+    let client_slot: Arc<OnceLock<Arc<BlockingClient<SharedTransport>>>> =
+        Arc::new(OnceLock::new());
+    let rotations_left = Arc::new(AtomicU64::new(2));
+    let transport: SharedTransport = {
+        let (fake, ahead, client_slot) = (fake.clone(), ahead.clone(), client_slot.clone());
+        Box::new(move |request: http::Request<Body>| {
+            if request.uri().path() == "/api/v1/users/me"
+                && rotations_left.load(Ordering::SeqCst) > 0
+            {
+                // Another caller refreshes while this request is on its way: PeerTube kills
+                // the access token it carries. Twice.
+                rotations_left.fetch_sub(1, Ordering::SeqCst);
+                ahead.fetch_add(7200, Ordering::SeqCst);
+                client_slot.get().unwrap().ensure_fresh().unwrap();
+            }
+            Ok(fake.handle(&request))
+        })
+    };
+    let clock = {
+        let (fake, ahead) = (fake.clone(), ahead.clone());
+        move || fake.now() + Duration::from_secs(ahead.load(Ordering::SeqCst))
+    };
+    let instance = Instance::new("http://127.0.0.1:9000").unwrap();
+    let client = Arc::new(BlockingClient::new(transport, instance.clone()).with_clock(clock));
+    client_slot.set(client.clone()).ok().unwrap();
+    client.login(&alice()).unwrap();
+
+    let me = http::Request::get(instance.uri("/api/v1/users/me").unwrap())
+        .body(Body::default())
+        .unwrap();
+    assert_eq!(client.send_authorized(me).unwrap().status(), StatusCode::OK);
+    // Three sends, and no refresh of its own: both were the other callers'.
+    let counters = fake.counters();
+    assert_eq!((counters.me_requests, counters.refreshes), (3, 2));
+}

@@ -823,10 +823,17 @@ fn unknown_api_routes_get_peertube_s_empty_400() {
     for (method, path) in [("GET", "/api/v1/videos"), ("GET", "/api/v1/users/token")] {
         let response = fake.handle(&bearer(method, path, None));
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json; charset=utf-8"
+        );
         assert!(response.body().is_empty());
     }
-    problem(&fake.handle(&bearer("GET", "/not-the-api", None)), 404, None);
+    problem(
+        &fake.handle(&bearer("GET", "/not-the-api", None)),
+        404,
+        None,
+    );
     assert_eq!(fake.counters().other_requests, 3);
 }
 

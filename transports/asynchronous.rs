@@ -25,7 +25,7 @@ pub use crate::driver::{Clock, DEFAULT_TIMEOUT};
 pub use crate::hyper_transport::{HttpsConnector, HyperTransport};
 
 use crate::Instance;
-use crate::driver::{copy_request, lock, logout_redirect, refresh_needed, system_clock};
+use crate::driver::{MAX_SENDS, copy_request, lock, logout_redirect, refresh_needed, system_clock};
 use crate::error::{Error, TransportError};
 use crate::request::{Body, Credentials};
 use crate::secret::AccessToken;
@@ -215,22 +215,35 @@ impl<T: AsyncTransport> AsyncClient<T> {
     }
 
     /// Sends any other PeerTube API request with the access token. If the answer is 401
-    /// `invalid_token`, refreshes once and retries once. The answer is returned whatever its
-    /// status.
+    /// `invalid_token`, refreshes once and retries; if the token on it had meanwhile been
+    /// replaced by another caller's refresh, retries with the new token. At most three sends;
+    /// the last answer is returned whatever its status.
     pub async fn send_authorized(
         &self,
         request: Request<Body>,
     ) -> Result<Response<Vec<u8>>, Error> {
         self.ensure_fresh().await?;
-        let retry = copy_request(&request);
-        let (ticket, response) = self.send_with_token(request).await?;
-        if !self.session().observe(&ticket, &response) {
-            return Ok(response);
+        let mut refreshed = false;
+        let mut sends = 0;
+        loop {
+            sends += 1;
+            let (ticket, response) = self.send_with_token(copy_request(&request)).await?;
+            // `Some(whether the dead token was still ours)` when the token on it was dead.
+            let dead = {
+                let mut session = self.session();
+                session
+                    .observe(&ticket, &response)
+                    .then(|| session.is_current(&ticket))
+            };
+            match dead {
+                None => return Ok(response),
+                Some(_) if sends == MAX_SENDS => return Ok(response),
+                // Our own token died again after the one refresh: give the answer back.
+                Some(true) if refreshed => return Ok(response),
+                Some(ours) => refreshed |= ours,
+            }
+            self.ensure_fresh().await?;
         }
-        self.ensure_fresh().await?;
-        let (ticket, response) = self.send_with_token(retry).await?;
-        self.session().observe(&ticket, &response);
-        Ok(response)
     }
 
     async fn send_with_token(

@@ -11,6 +11,13 @@ use std::time::{Duration, SystemTime};
 /// The default timeout of one whole exchange (connect, send, receive the whole answer).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many times `send_authorized` sends one request at most. A 401 `invalid_token` for the
+/// session's current token leads to one refresh and a retry; a 401 for a token another caller
+/// has already replaced (PeerTube kills the old access token when a refresh rotates the pair,
+/// so requests in flight during a refresh fail) leads to a retry with the new token, no
+/// refresh.
+pub(crate) const MAX_SENDS: usize = 3;
+
 /// Where a driver reads the time. The core never reads it; drivers do, through this, so tests
 /// can give them a fixed or fake clock.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;

@@ -92,7 +92,11 @@ impl Model {
                 if path.starts_with("/api/") {
                     // PeerTube's API router ends with a catch-all answering 400 with a JSON
                     // content type and no body.
-                    reply::with_type(StatusCode::BAD_REQUEST, "application/json; charset=utf-8", Vec::new())
+                    reply::with_type(
+                        StatusCode::BAD_REQUEST,
+                        "application/json; charset=utf-8",
+                        Vec::new(),
+                    )
                 } else {
                     self.fail(StatusCode::NOT_FOUND, None, "Not found", Docs::None)
                 }

@@ -5,8 +5,9 @@ use super::DEFAULT_BODY_LIMIT;
 use crate::error::{Error, ErrorCode, Operation, RateLimitInfo, ServerError};
 use crate::request::OTP_HEADER;
 use http::header::RETRY_AFTER;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Response, StatusCode};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Longest `detail` kept; PeerTube's are one short sentence.
@@ -30,26 +31,86 @@ pub fn parse_error<B: AsRef<[u8]>>(response: &Response<B>) -> ServerError {
 /// The members of RFC 7807 problem+json that PeerTube sends. Each is read leniently: a member of
 /// an unexpected type is ignored rather than failing the whole error.
 #[derive(Deserialize)]
-struct Problem {
-    #[serde(default)]
-    code: Lenient,
-    #[serde(default)]
-    detail: Lenient,
-    #[serde(default)]
-    error: Lenient,
+struct Problem<'a> {
+    #[serde(default, borrow)]
+    code: Lenient<'a>,
+    #[serde(default, borrow)]
+    detail: Lenient<'a>,
+    #[serde(default, borrow)]
+    error: Lenient<'a>,
 }
 
+/// A string member, borrowed from the body when it has no escapes, so only the one kept is
+/// copied.
 #[derive(Default)]
-struct Lenient(Option<String>);
+struct Lenient<'a>(Option<Cow<'a, str>>);
 
-impl<'de> Deserialize<'de> for Lenient {
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match serde_json::Value::deserialize(deserializer)? {
-            serde_json::Value::String(text) => Lenient(Some(text)),
-            _ => Lenient(None),
-        })
+        deserializer.deserialize_any(LenientVisitor)
     }
 }
+
+/// Keeps strings, skips anything else without building it.
+struct LenientVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LenientVisitor {
+    type Value = Lenient<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Lenient<'de>, E> {
+        Ok(Lenient(Some(Cow::Borrowed(text))))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Lenient<'de>, E> {
+        Ok(Lenient(Some(Cow::Owned(text.to_owned()))))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Lenient<'de>, E> {
+        Ok(Lenient(Some(Cow::Owned(text))))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Lenient<'de>, E> {
+        Ok(Lenient(None))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Lenient<'de>, E> {
+        Ok(Lenient(None))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Lenient<'de>, E> {
+        Ok(Lenient(None))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Lenient<'de>, E> {
+        Ok(Lenient(None))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Lenient<'de>, E> {
+        Ok(Lenient(None))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<'de>, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Lenient(None))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Lenient<'de>, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Lenient(None))
+    }
+}
+
+const RETRY_AFTER_HEADER: HeaderName = RETRY_AFTER;
+const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 pub(super) fn read<B>(response: &Response<B>, body: &[u8]) -> ServerError {
     let headers = response.headers();
@@ -57,7 +118,7 @@ pub(super) fn read<B>(response: &Response<B>, body: &[u8]) -> ServerError {
         status: response.status(),
         code: None,
         detail: None,
-        retry_after: header_u64(headers, RETRY_AFTER.as_str()).map(Duration::from_secs),
+        retry_after: header_u64(headers, &RETRY_AFTER_HEADER).map(Duration::from_secs),
         rate_limit: rate_limit(headers),
         two_factor_required: headers.get(OTP_HEADER).is_some_and(|value| {
             value
@@ -78,11 +139,11 @@ pub(super) fn read<B>(response: &Response<B>, body: &[u8]) -> ServerError {
                 .detail
                 .0
                 .or(problem.error.0)
-                .map(|text| printable(&text, MAX_DETAIL_CHARS))
+                .map(|text| printable(text, MAX_DETAIL_CHARS))
                 .filter(|text| !text.is_empty());
         }
         Err(_) => {
-            error.excerpt = Some(printable(&String::from_utf8_lossy(body), MAX_EXCERPT_CHARS))
+            error.excerpt = Some(printable(String::from_utf8_lossy(body), MAX_EXCERPT_CHARS))
                 .filter(|text| !text.is_empty())
         }
     }
@@ -125,21 +186,31 @@ pub(super) fn classify(operation: Operation, error: ServerError) -> Error {
     }
 }
 
-fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+fn header_u64(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
 fn rate_limit(headers: &HeaderMap) -> Option<RateLimitInfo> {
     Some(RateLimitInfo {
-        limit: header_u64(headers, "x-ratelimit-limit")?,
-        remaining: header_u64(headers, "x-ratelimit-remaining")?,
-        reset_epoch_secs: header_u64(headers, "x-ratelimit-reset")?,
+        limit: header_u64(headers, &RATE_LIMIT_LIMIT)?,
+        remaining: header_u64(headers, &RATE_LIMIT_REMAINING)?,
+        reset_epoch_secs: header_u64(headers, &RATE_LIMIT_RESET)?,
     })
 }
 
 /// At most `max` characters of `text`, control characters turned into spaces, runs of white
 /// space folded, so a hostile body cannot forge log lines or flood a terminal.
-fn printable(text: &str, max: usize) -> String {
+fn printable(text: Cow<'_, str>, max: usize) -> String {
+    let clean = text.len() <= max
+        && !text.starts_with(' ')
+        && !text.ends_with(' ')
+        && !text.contains("  ")
+        && !text
+            .chars()
+            .any(|c| c.is_control() || (c.is_whitespace() && c != ' '));
+    if clean {
+        return text.into_owned();
+    }
     let mut out = String::new();
     let mut taken = 0;
     let mut pending_space = false;
@@ -169,8 +240,10 @@ mod tests {
 
     #[test]
     fn printable_folds_white_space_and_cuts_long_text() {
-        assert_eq!(printable("  a\r\n\tb\u{7}c  ", 10), "a b c");
-        assert_eq!(printable("abcdef", 3), "abc…");
-        assert_eq!(printable("", 3), "");
+        assert_eq!(printable("  a\r\n\tb\u{7}c  ".into(), 10), "a b c");
+        assert_eq!(printable("abcdef".into(), 3), "abc…");
+        assert_eq!(printable("".into(), 3), "");
+        assert_eq!(printable("a  b".into(), 10), "a b");
+        assert_eq!(printable("plain text".into(), 10), "plain text");
     }
 }

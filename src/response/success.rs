@@ -110,7 +110,7 @@ fn usable_token(status: StatusCode, token: Option<String>, name: &str) -> Result
 #[derive(Deserialize)]
 struct RawRevoke {
     #[serde(default, rename = "redirectUrl")]
-    redirect_url: Option<serde_json::Value>,
+    redirect_url: Option<String>,
 }
 
 /// The status decides a logout; the body only adds `redirectUrl`, so a body that cannot be
@@ -118,10 +118,8 @@ struct RawRevoke {
 pub(super) fn revoke(body: &[u8]) -> RevokeResponse {
     let redirect_url = serde_json::from_slice::<RawRevoke>(body)
         .ok()
-        .and_then(|raw| match raw.redirect_url {
-            Some(serde_json::Value::String(url)) if !url.is_empty() => Some(url),
-            _ => None,
-        });
+        .and_then(|raw| raw.redirect_url)
+        .filter(|url| !url.is_empty());
     RevokeResponse { redirect_url }
 }
 

@@ -354,6 +354,12 @@ impl Session {
         dead
     }
 
+    /// Whether the token `authorize` put on a request is still this session's token (no
+    /// refresh, login or logout happened since).
+    pub fn is_current(&self, authorized: &Authorized) -> bool {
+        authorized.ticket == self.ticket()
+    }
+
     // ----- input -----
 
     /// Hands the response to a request back: the only place the state changes. `now` is when
