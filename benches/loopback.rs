@@ -93,6 +93,29 @@ fn form(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap()
 }
 
+/// The password grant as PeerTube's own clients send it.
+fn login_form(client_id: &str, client_secret: &str) -> String {
+    form(&[
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("grant_type", "password"),
+        ("response_type", "code"),
+        ("scope", "upload"),
+        ("username", "alice"),
+        ("password", PASSWORD),
+    ])
+}
+
+fn refresh_form(client_id: &str, client_secret: &str, refresh_token: &str) -> String {
+    form(&[
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("grant_type", "refresh_token"),
+        ("response_type", "code"),
+        ("refresh_token", refresh_token),
+    ])
+}
+
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
 }
@@ -131,15 +154,7 @@ fn plain_ureq_session(agent: &ureq::Agent, base: &str) {
         pair["client_secret"].as_str().unwrap(),
     );
     let token_url = format!("{base}/api/v1/users/token");
-    let login = form(&[
-        ("client_id", id),
-        ("client_secret", secret),
-        ("grant_type", "password"),
-        ("response_type", "code"),
-        ("scope", "upload"),
-        ("username", "alice"),
-        ("password", PASSWORD),
-    ]);
+    let login = login_form(id, secret);
     let tokens = read(
         agent
             .post(&token_url)
@@ -147,13 +162,7 @@ fn plain_ureq_session(agent: &ureq::Agent, base: &str) {
             .send(login)
             .unwrap(),
     );
-    let refresh = form(&[
-        ("client_id", id),
-        ("client_secret", secret),
-        ("grant_type", "refresh_token"),
-        ("response_type", "code"),
-        ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-    ]);
+    let refresh = refresh_form(id, secret, tokens["refresh_token"].as_str().unwrap());
     let tokens = read(
         agent
             .post(&token_url)
@@ -248,23 +257,9 @@ async fn plain_hyper_session(client: &Client<HttpConnector, Full<Bytes>>, base: 
         pair["client_secret"].as_str().unwrap(),
     );
     let token_url = format!("{base}/api/v1/users/token");
-    let login = form(&[
-        ("client_id", id),
-        ("client_secret", secret),
-        ("grant_type", "password"),
-        ("response_type", "code"),
-        ("scope", "upload"),
-        ("username", "alice"),
-        ("password", PASSWORD),
-    ]);
+    let login = login_form(id, secret);
     let tokens = send(client, post(&token_url, login)).await;
-    let refresh = form(&[
-        ("client_id", id),
-        ("client_secret", secret),
-        ("grant_type", "refresh_token"),
-        ("response_type", "code"),
-        ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-    ]);
+    let refresh = refresh_form(id, secret, tokens["refresh_token"].as_str().unwrap());
     let tokens = send(client, post(&token_url, refresh)).await;
     let revoke = http::Request::post(format!("{base}/api/v1/users/revoke-token"))
         .header(
