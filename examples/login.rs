@@ -3,7 +3,7 @@
 //!     cargo run --example login --features ureq -- --instance https://video.example.org --username alice
 //!
 //! The password comes from the environment variable `PEERTUBE_PASSWORD`, or is asked on the
-//! terminal; the two-factor code is asked only if the server wants one.
+//! terminal without echo; the two-factor code is asked only if the server wants one.
 
 use peertube_session::blocking::{BlockingClient, UreqTransport};
 use peertube_session::{Body, Credentials, Instance};
@@ -41,7 +41,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let password = match std::env::var("PEERTUBE_PASSWORD") {
         Ok(password) => password,
-        Err(_) => ask("password (echoed): ")?,
+        Err(_) => rpassword::prompt_password("password: ")?,
     };
     let client = BlockingClient::new(UreqTransport::new(), Instance::new(&instance)?);
     let credentials = Credentials::password(username, password);

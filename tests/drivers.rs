@@ -402,6 +402,39 @@ fn a_plugin_logout_redirect_is_returned<D: Driver>(make: fn(&Setup, Session) -> 
     );
 }
 
+fn external_auth_login<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    let token = setup.fake.issue_external_auth_token("alice");
+    driver
+        .login(&Credentials::external_auth("alice", token.as_str()))
+        .unwrap();
+    assert_eq!(driver.state(), State::LoggedIn);
+    driver.logout().unwrap();
+    // Single use: the same token is refused the second time, with PeerTube's plain `Error` code.
+    let error = driver
+        .login(&Credentials::external_auth("alice", token.as_str()))
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&peertube_session::ErrorCode::PlainError),
+        "{error:?}"
+    );
+}
+
+fn a_user_blocked_mid_session_must_log_in_again<D: Driver>(make: fn(&Setup, Session) -> D) {
+    let setup = Setup::new(standard_fake());
+    let driver = make(&setup, Session::new(setup.instance()));
+    driver.login(&alice()).unwrap();
+    setup.fake.block_user("alice");
+    // 401 invalid_token → one refresh → invalid_grant: the session drops its tokens.
+    let error = driver.send_authorized(setup.me()).unwrap_err();
+    assert!(matches!(error, Error::LoginRequired(_)), "{error:?}");
+    assert_eq!(driver.state(), State::HaveClient);
+    let error = driver.login(&alice()).unwrap_err();
+    assert!(matches!(error, Error::AccountUnavailable(_)), "{error:?}");
+}
+
 macro_rules! behaviour {
     ($($scenario:ident),* $(,)?) => {
         mod with_ureq {
@@ -428,6 +461,8 @@ behaviour!(
     a_redirect_to_another_host_is_not_followed,
     save_restore_continue,
     a_plugin_logout_redirect_is_returned,
+    external_auth_login,
+    a_user_blocked_mid_session_must_log_in_again,
 );
 
 // ----- async specifics -----

@@ -217,6 +217,25 @@ fn client_endpoint_refuses_other_hosts() {
     assert_eq!(fake.handle(&request).status(), StatusCode::OK);
 }
 
+#[test]
+fn an_install_without_a_client_row_answers_500_with_code_error() {
+    let fake = FakePeerTube::builder()
+        .client("cid", "csecret")
+        .without_oauth_client()
+        .build();
+    let json = problem(
+        &fake.handle(&bearer("GET", "/api/v1/oauth-clients/local", None)),
+        500,
+        Some("Error"),
+    );
+    assert_eq!(json["detail"], "No client available.");
+    problem(
+        &fake.handle(&password("alice", "alice-pw")),
+        400,
+        Some("invalid_client"),
+    );
+}
+
 // ----- POST /api/v1/users/token: request checks in PeerTube's order -----
 
 #[test]

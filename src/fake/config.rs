@@ -88,6 +88,8 @@ pub(crate) struct Registration {
 pub(crate) struct Config {
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
+    /// `false` plays a broken install with no OAuth client row.
+    pub(crate) has_client: bool,
     pub(crate) users: Vec<FakeUser>,
     pub(crate) registrations: Vec<Registration>,
     pub(crate) access_lifetime: Duration,
@@ -116,6 +118,7 @@ impl Default for FakeBuilder {
             config: Config {
                 client_id: String::new(),
                 client_secret: String::new(),
+                has_client: true,
                 users: Vec::new(),
                 registrations: Vec::new(),
                 access_lifetime: Duration::from_secs(24 * 3600),
@@ -151,6 +154,13 @@ impl FakeBuilder {
     pub fn client(mut self, client_id: &str, client_secret: &str) -> Self {
         self.config.client_id = client_id.to_owned();
         self.config.client_secret = client_secret.to_owned();
+        self
+    }
+
+    /// Plays a broken install without an OAuth client row: the client endpoint answers 500 with
+    /// code `Error`, and every token request `invalid_client`.
+    pub fn without_oauth_client(mut self) -> Self {
+        self.config.has_client = false;
         self
     }
 

@@ -10,7 +10,7 @@
 //!
 //! | route | behaviour |
 //! |---|---|
-//! | `GET /api/v1/oauth-clients/local` | the client pair; 403 without `code` when `Host` is not the configured host |
+//! | `GET /api/v1/oauth-clients/local` | the client pair; 403 without `code` when `Host` is not the configured host; 500 with code `Error` for an install without a client row ([`FakeBuilder::without_oauth_client`]) |
 //! | `POST /api/v1/users/token` | form check, client check, grant checks, password grant (username case-insensitive, e-mail, blocked and unverified users, pending or rejected registrations, TOTP two-factor), external-auth tokens (5 minutes, single use), refresh grant with rotation, expiries on the fake clock, the login rate limit (plain-text 429 with `Retry-After` and `X-RateLimit-*`) |
 //! | `POST /api/v1/users/revoke-token` | case-sensitive `Bearer` check; 200 `{"success":true}` (with `redirectUrl` for users set up with one); 401 `invalid_token` / `unauthorized_request`, 400 `invalid_request` |
 //! | `GET /api/v1/users/me` | `{"id","username","email"}` for a live token, 401 `invalid_token` otherwise |

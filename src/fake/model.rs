@@ -121,6 +121,15 @@ impl Model {
                 return self.fail(StatusCode::FORBIDDEN, None, &detail, Docs::GetOAuthClient);
             }
         }
+        if !self.config.has_client {
+            // `loadFirstClient()` found nothing; the thrown `Error` reaches the error handler.
+            return self.fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("Error"),
+                "No client available.",
+                Docs::GetOAuthClient,
+            );
+        }
         reply::json(
             StatusCode::OK,
             &serde_json::json!({

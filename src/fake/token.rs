@@ -123,7 +123,10 @@ impl Model {
         else {
             return self.invalid_client("Invalid client: cannot retrieve client credentials");
         };
-        if client_id != self.config.client_id || client_secret != self.config.client_secret {
+        if !self.config.has_client
+            || client_id != self.config.client_id
+            || client_secret != self.config.client_secret
+        {
             return self.invalid_client("Invalid client: client is invalid");
         }
         let Some(grant_type) = grant_type else {
