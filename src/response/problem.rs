@@ -107,7 +107,6 @@ impl<'de> serde::de::Visitor<'de> for LenientVisitor {
     }
 }
 
-const RETRY_AFTER_HEADER: HeaderName = RETRY_AFTER;
 const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
@@ -118,7 +117,7 @@ pub(super) fn read<B>(response: &Response<B>, body: &[u8]) -> ServerError {
         status: response.status(),
         code: None,
         detail: None,
-        retry_after: header_u64(headers, &RETRY_AFTER_HEADER).map(Duration::from_secs),
+        retry_after: header_u64(headers, &RETRY_AFTER).map(Duration::from_secs),
         rate_limit: rate_limit(headers),
         two_factor_required: headers.get(OTP_HEADER).is_some_and(|value| {
             value
