@@ -39,6 +39,19 @@ fn token_body() -> String {
     )
 }
 
+/// A session logged in with the secrets above.
+fn logged_in() -> Session {
+    let instance = Instance::new("https://video.example.org").unwrap();
+    let mut session = Session::with_client(instance, client());
+    let (_, pending) = session
+        .login(&Credentials::password("alice", PASSWORD))
+        .unwrap();
+    session
+        .handle(pending, &json(200, &token_body()), t0())
+        .unwrap();
+    session
+}
+
 #[test]
 fn secret_types_print_redacted() {
     assert_clean(
@@ -126,14 +139,7 @@ fn sessions_pending_handles_and_saved_forms_print_redacted() {
 
 #[test]
 fn errors_print_no_secret_even_when_the_server_echoes_one() {
-    let instance = Instance::new("https://video.example.org").unwrap();
-    let mut session = Session::with_client(instance, client());
-    let (_, pending) = session
-        .login(&Credentials::password("alice", PASSWORD))
-        .unwrap();
-    session
-        .handle(pending, &json(200, &token_body()), t0())
-        .unwrap();
+    let mut session = logged_in();
     let echo = format!(
         r#"{{"status":400,"code":"invalid_grant","detail":"{REFRESH} / {ACCESS} / {CLIENT_SECRET}"}}"#
     );
@@ -153,14 +159,7 @@ fn errors_print_no_secret_even_when_the_server_echoes_one() {
 
 #[test]
 fn the_saved_form_is_the_one_place_secrets_are_written() {
-    let instance = Instance::new("https://video.example.org").unwrap();
-    let mut session = Session::with_client(instance, client());
-    let (_, pending) = session
-        .login(&Credentials::password("alice", PASSWORD))
-        .unwrap();
-    session
-        .handle(pending, &json(200, &token_body()), t0())
-        .unwrap();
+    let session = logged_in();
     let text = serde_json::to_string(&session.save()).unwrap();
     assert!(text.contains(ACCESS) && text.contains(REFRESH) && text.contains(CLIENT_SECRET));
     assert!(!text.contains(PASSWORD));
