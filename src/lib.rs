@@ -164,6 +164,9 @@ pub use session::{Authorized, Event, Pending, SavedSession, Session, State};
 pub mod fake;
 
 #[cfg(any(feature = "ureq", feature = "hyper"))]
+#[path = "../transports/client.rs"]
+mod client;
+#[cfg(any(feature = "ureq", feature = "hyper"))]
 #[path = "../transports/driver.rs"]
 mod driver;
 

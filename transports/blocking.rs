@@ -25,14 +25,17 @@ pub use crate::driver::{Clock, DEFAULT_TIMEOUT};
 pub use crate::ureq_transport::UreqTransport;
 
 use crate::Instance;
-use crate::driver::{MAX_SENDS, copy_request, lock, logout_redirect, refresh_needed, system_clock};
+use crate::client::{AsyncClient, AsyncTransport};
 use crate::error::{Error, TransportError};
 use crate::request::{Body, Credentials};
 use crate::secret::AccessToken;
-use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
+use crate::session::{SavedSession, Session, State};
 use http::{Request, Response};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::SystemTime;
 
 /// Sends one request and returns the whole answer, whatever its status: 4xx and 5xx are
@@ -67,20 +70,31 @@ where
 }
 
 /// A PeerTube session driven over a blocking [`Transport`], shareable across threads.
+///
+/// It runs the same driver as the async client on the calling thread: the transport answers at
+/// once, and a caller that needs the token while another thread refreshes it parks until that
+/// refresh is handled.
 pub struct BlockingClient<T> {
-    transport: T,
-    session: Mutex<Session>,
-    /// Held while a refresh is out, so other callers wait for its result instead of sending
-    /// a second refresh with the same token.
-    refresh_flight: Mutex<()>,
-    clock: Clock,
+    driver: AsyncClient<OnThisThread<T>>,
+}
+
+/// A blocking transport seen as an async one whose answers are always ready.
+struct OnThisThread<T>(T);
+
+impl<T: Transport> AsyncTransport for OnThisThread<T> {
+    fn send(
+        &self,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Vec<u8>>, TransportError>> + Send {
+        std::future::ready(self.0.send(request))
+    }
 }
 
 impl<T> fmt::Debug for BlockingClient<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlockingClient")
-            .field("session", &*lock(&self.session))
-            .finish_non_exhaustive()
+            .field("driver", &self.driver)
+            .finish()
     }
 }
 
@@ -94,63 +108,40 @@ impl<T: Transport> BlockingClient<T> {
     /// saved form).
     pub fn from_session(transport: T, session: Session) -> Self {
         BlockingClient {
-            transport,
-            session: Mutex::new(session),
-            refresh_flight: Mutex::new(()),
-            clock: system_clock(),
+            driver: AsyncClient::from_session(OnThisThread(transport), session),
         }
     }
 
     /// Reads the time from `clock` instead of the system clock (for tests).
-    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    fn session(&self) -> MutexGuard<'_, Session> {
-        lock(&self.session)
-    }
-
-    fn now(&self) -> SystemTime {
-        (self.clock)()
+    pub fn with_clock(self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        BlockingClient {
+            driver: self.driver.with_clock(clock),
+        }
     }
 
     /// The instance.
     pub fn instance(&self) -> Instance {
-        self.session().instance().clone()
+        self.driver.instance()
     }
 
     /// The session's state.
     pub fn state(&self) -> State {
-        self.session().state()
+        self.driver.state()
     }
 
     /// The session's saved form, to persist (see [`SavedSession`] for the security note).
     pub fn save(&self) -> SavedSession {
-        self.session().save()
+        self.driver.save()
     }
 
     /// Reads the session.
     pub fn with_session<R>(&self, read: impl FnOnce(&Session) -> R) -> R {
-        read(&self.session())
-    }
-
-    /// Sends one step's request and hands its answer to the session.
-    fn exchange(&self, step: (Request<Body>, Pending)) -> Result<Event, Error> {
-        let (request, pending) = step;
-        match self.transport.send(request) {
-            Ok(response) => self.session().handle(pending, &response, self.now()),
-            Err(error) => {
-                self.session().abandon(pending);
-                Err(Error::Transport(error))
-            }
-        }
+        self.driver.with_session(read)
     }
 
     /// Fetches the instance's OAuth client pair.
     pub fn fetch_client(&self) -> Result<(), Error> {
-        let step = self.session().fetch_client()?;
-        self.exchange(step).map(drop)
+        block_on(self.driver.fetch_client())
     }
 
     /// Logs in, fetching the client pair first when the session has none. If a cached pair is
@@ -159,19 +150,7 @@ impl<T: Transport> BlockingClient<T> {
     /// [`Error::TwoFactorRequired`] means: call again with
     /// [`Credentials::with_otp`], or use [`BlockingClient::login_with_otp_prompt`].
     pub fn login(&self, credentials: &Credentials) -> Result<(), Error> {
-        let fetched = self.state() == State::NoClient;
-        if fetched {
-            self.fetch_client()?;
-        }
-        let step = self.session().login(credentials)?;
-        match self.exchange(step) {
-            Err(Error::InvalidClient(_)) if !fetched => {
-                self.fetch_client()?;
-                let step = self.session().login(credentials)?;
-                self.exchange(step).map(drop)
-            }
-            other => other.map(drop),
-        }
+        block_on(self.driver.login(credentials))
     }
 
     /// Logs in, and if the server asks for a two-factor code, calls `ask_otp` once and logs in
@@ -182,45 +161,22 @@ impl<T: Transport> BlockingClient<T> {
         credentials: &Credentials,
         ask_otp: impl FnOnce() -> Option<String>,
     ) -> Result<(), Error> {
-        match self.login(credentials) {
-            Err(Error::TwoFactorRequired(challenge)) => match ask_otp() {
-                Some(code) => self.login(&credentials.clone().with_otp(code)),
-                None => Err(Error::TwoFactorRequired(challenge)),
-            },
-            other => other,
-        }
+        block_on(
+            self.driver
+                .login_with_otp_prompt(credentials, async { ask_otp() }),
+        )
     }
 
     /// Refreshes the token pair if it is due (near expiry, expired, or reported dead). Callers
     /// on other threads that need it meanwhile wait for this one refresh instead of sending
     /// their own. [`Error::LoginRequired`] when the refresh token is no longer valid.
     pub fn ensure_fresh(&self) -> Result<(), Error> {
-        if !self.refresh_needed()? {
-            return Ok(());
-        }
-        let _flight = self
-            .refresh_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Another caller may have refreshed while this one waited.
-        if !self.refresh_needed()? {
-            return Ok(());
-        }
-        let step = self.session().refresh()?;
-        self.exchange(step).map(drop)
-    }
-
-    fn refresh_needed(&self) -> Result<bool, Error> {
-        refresh_needed(&self.session(), self.now())
+        block_on(self.driver.ensure_fresh())
     }
 
     /// A valid access token, refreshed first if due.
     pub fn access_token(&self) -> Result<AccessToken, Error> {
-        self.ensure_fresh()?;
-        self.session()
-            .access_token()
-            .cloned()
-            .ok_or(Error::AccessTokenExpired)
+        block_on(self.driver.access_token())
     }
 
     /// Sends any other PeerTube API request with the access token. If the answer is 401
@@ -228,52 +184,39 @@ impl<T: Transport> BlockingClient<T> {
     /// replaced by another caller's refresh, retries with the new token. At most three sends;
     /// the last answer is returned whatever its status.
     pub fn send_authorized(&self, request: Request<Body>) -> Result<Response<Vec<u8>>, Error> {
-        self.ensure_fresh()?;
-        let mut refreshed = false;
-        let mut sends = 0;
-        loop {
-            sends += 1;
-            let (ticket, response) = self.send_with_token(copy_request(&request))?;
-            // `Some(whether the dead token was still ours)` when the token on it was dead.
-            let dead = {
-                let mut session = self.session();
-                session
-                    .observe(&ticket, &response)
-                    .then(|| session.is_current(&ticket))
-            };
-            match dead {
-                None => return Ok(response),
-                Some(_) if sends == MAX_SENDS => return Ok(response),
-                // Our own token died again after the one refresh: give the answer back.
-                Some(true) if refreshed => return Ok(response),
-                Some(ours) => refreshed |= ours,
-            }
-            self.ensure_fresh()?;
-        }
-    }
-
-    fn send_with_token(
-        &self,
-        mut request: Request<Body>,
-    ) -> Result<(Authorized, Response<Vec<u8>>), Error> {
-        let ticket = self.session().authorize(&mut request, self.now())?;
-        let response = self.transport.send(request).map_err(Error::Transport)?;
-        Ok((ticket, response))
+        block_on(self.driver.send_authorized(request))
     }
 
     /// Logs out (refreshing first if the access token is expired, since an expired token cannot
     /// be revoked). Returns the `redirectUrl` an auth plugin may send.
     pub fn logout(&self) -> Result<Option<String>, Error> {
-        self.ensure_fresh()?;
-        let step = self.session().logout()?;
-        let event = match self.exchange(step) {
-            Err(Error::InvalidToken(_)) => {
-                self.ensure_fresh()?;
-                let step = self.session().logout()?;
-                self.exchange(step)?
-            }
-            other => other?,
-        };
-        Ok(logout_redirect(event))
+        block_on(self.driver.logout())
+    }
+}
+
+/// Runs one of the driver's futures to completion on this thread. They never wait for IO (the
+/// transport answers synchronously), only for the single-flight lock, whose release wakes them.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(output) => return output,
+            // A spurious unpark only costs one more poll.
+            Poll::Pending => std::thread::park(),
+        }
     }
 }
