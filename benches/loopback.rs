@@ -317,7 +317,7 @@ fn whole_sessions() {
         .max_redirects(0)
         .build()
         .into();
-    let transport = UreqTransport::with_agent(ureq::Agent::new_with_defaults());
+    let transport = UreqTransport::new();
     let untimed = UntimedUreq(untimed_agent.clone());
     let plain_agent = ureq::Agent::new_with_defaults();
     let agent2 = ureq2::Agent::new();

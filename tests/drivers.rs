@@ -550,3 +550,29 @@ fn requests_whose_token_other_callers_rotated_are_retried_with_the_new_token() {
     let counters = fake.counters();
     assert_eq!((counters.me_requests, counters.refreshes), (3, 2));
 }
+
+#[test]
+fn a_user_agent_keeps_error_answers_and_follows_no_redirect() {
+    use peertube_session::blocking::Transport;
+    let setup = Setup::new(standard_fake());
+    // ureq's defaults turn 4xx into errors and follow redirects; the transport overrides both.
+    let transport = UreqTransport::with_agent(ureq::Agent::new_with_defaults()).timeout(TIMEOUT);
+    let target = format!("{}/api/v1/users/me", setup.server.base_url());
+    setup.fake.respond_once(
+        None,
+        StatusCode::FOUND,
+        &[("location", &target)],
+        Vec::new(),
+    );
+    let get = |path: &str| {
+        http::Request::get(setup.instance().uri(path).unwrap())
+            .body(Body::default())
+            .unwrap()
+    };
+    let answer = transport.send(get("/api/v1/oauth-clients/local")).unwrap();
+    assert_eq!(answer.status(), StatusCode::FOUND);
+    let answer = transport.send(get("/api/v1/users/me")).unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert!(String::from_utf8_lossy(answer.body()).contains("unauthorized_request"));
+    assert_eq!(setup.fake.counters().me_requests, 1);
+}

@@ -17,6 +17,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
     agent: ureq::Agent,
+    /// The agent is ours, configured once: no per-request configuration (which clones the
+    /// agent's whole configuration on every request) is needed.
+    own_agent: bool,
     timeout: Duration,
     body_limit: usize,
 }
@@ -30,13 +33,20 @@ impl Default for UreqTransport {
 impl UreqTransport {
     /// A transport with a new agent of its own.
     pub fn new() -> Self {
-        Self::with_agent(ureq::Agent::new_with_defaults())
+        UreqTransport {
+            agent: own_agent(DEFAULT_TIMEOUT),
+            own_agent: true,
+            timeout: DEFAULT_TIMEOUT,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
     }
 
-    /// A transport over your agent (proxy, TLS settings, connection pool…).
+    /// A transport over your agent (proxy, TLS settings, connection pool…). Each request is
+    /// still run with no redirects, errors as answers, and this transport's timeout.
     pub fn with_agent(agent: ureq::Agent) -> Self {
         UreqTransport {
             agent,
+            own_agent: false,
             timeout: DEFAULT_TIMEOUT,
             body_limit: DEFAULT_BODY_LIMIT,
         }
@@ -45,6 +55,9 @@ impl UreqTransport {
     /// Sets the timeout of one whole exchange (connect, send, receive the whole answer).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        if self.own_agent {
+            self.agent = own_agent(timeout);
+        }
         self
     }
 
@@ -57,13 +70,17 @@ impl UreqTransport {
 
 impl Transport for UreqTransport {
     fn send(&self, request: Request<Body>) -> Result<Response<Vec<u8>>, TransportError> {
-        let request = self
-            .agent
-            .configure_request(request.map(Body::into_vec))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(self.timeout))
-            .build();
+        let request = request.map(Body::into_vec);
+        let request = if self.own_agent {
+            request
+        } else {
+            self.agent
+                .configure_request(request)
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(self.timeout))
+                .build()
+        };
         let response = self.agent.run(request).map_err(transport_error)?;
         let (parts, mut body) = response.into_parts();
         let limit = u64::try_from(self.body_limit).unwrap_or(u64::MAX);
@@ -74,6 +91,16 @@ impl Transport for UreqTransport {
             .map_err(transport_error)?;
         Ok(Response::from_parts(parts, bytes))
     }
+}
+
+/// An agent that answers errors as responses, follows no redirect, and bounds each call.
+fn own_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {
