@@ -576,3 +576,49 @@ fn a_user_agent_keeps_error_answers_and_follows_no_redirect() {
     assert!(String::from_utf8_lossy(answer.body()).contains("unauthorized_request"));
     assert_eq!(setup.fake.counters().me_requests, 1);
 }
+
+#[test]
+fn a_cancelled_refresh_does_not_block_the_next_one() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = standard_fake();
+    let stall_next_refresh = Arc::new(AtomicBool::new(false));
+    let transport = {
+        let (fake, stall) = (fake.clone(), stall_next_refresh.clone());
+        move |request: http::Request<Body>| {
+            let (fake, stall) = (fake.clone(), stall.clone());
+            async move {
+                if request.uri().path() == "/api/v1/users/token"
+                    && stall.swap(false, Ordering::SeqCst)
+                {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                Ok(fake.handle(&request))
+            }
+        }
+    };
+    let ahead = Arc::new(AtomicU64::new(0));
+    let clock = {
+        let (fake, ahead) = (fake.clone(), ahead.clone());
+        move || fake.now() + Duration::from_secs(ahead.load(Ordering::SeqCst))
+    };
+    let client = AsyncClient::new(transport, Instance::new("http://127.0.0.1:9000").unwrap())
+        .with_clock(clock);
+    runtime.block_on(async {
+        client.login(&alice()).await.unwrap();
+        ahead.store(3600, Ordering::SeqCst);
+        stall_next_refresh.store(true, Ordering::SeqCst);
+        // The caller gives up on a refresh that hangs.
+        let gave_up = tokio::time::timeout(Duration::from_millis(50), client.ensure_fresh()).await;
+        assert!(gave_up.is_err());
+        assert!(!client.with_session(|s| s.refresh_in_flight()));
+        // The next caller refreshes instead of meeting `RefreshInFlight` forever.
+        client.ensure_fresh().await.unwrap();
+    });
+    assert_eq!(fake.counters().refreshes, 1);
+}

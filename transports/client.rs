@@ -114,7 +114,16 @@ impl<T: AsyncTransport> AsyncClient<T> {
 
     async fn exchange(&self, step: (Request<Body>, Pending)) -> Result<Event, Error> {
         let (request, pending) = step;
-        match self.transport.send(request).await {
+        let operation = pending.operation();
+        let mut in_flight = InFlight {
+            session: &self.session,
+            pending: Some(pending),
+        };
+        let answer = self.transport.send(request).await;
+        let Some(pending) = in_flight.pending.take() else {
+            return Err(Error::StaleResponse(operation));
+        };
+        match answer {
             Ok(response) => self.session().handle(pending, &response, self.now()),
             Err(error) => {
                 self.session().abandon(pending);
@@ -254,5 +263,21 @@ impl<T: AsyncTransport> AsyncClient<T> {
             other => other?,
         };
         Ok(logout_redirect(event))
+    }
+}
+
+/// A step whose answer has not been handled yet. If its future is dropped first (the caller's
+/// timeout or `select!` cancelled it), the step is abandoned, so a cancelled refresh does not
+/// block every later one with [`Error::RefreshInFlight`].
+struct InFlight<'a> {
+    session: &'a Mutex<Session>,
+    pending: Option<Pending>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            lock(self.session).abandon(pending);
+        }
     }
 }
