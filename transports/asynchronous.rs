@@ -2,8 +2,9 @@
 //!
 //! [`AsyncClient`] runs the same steps as the blocking driver over an [`AsyncTransport`]: log
 //! in (fetching the client pair when needed, asking for the one-time code when the server wants
-//! one), keep the access token fresh, send authorized API calls with one refresh-and-retry on
-//! `invalid_token`, log out. Share it between tasks with an `Arc`: refreshes are single-flight,
+//! one), keep the access token fresh, send authorized API calls retried after one refresh on
+//! `invalid_token` (and again with the new token when another caller's refresh killed the
+//! one they carried), log out. Share it between tasks with an `Arc`: refreshes are single-flight,
 //! so no two requests ever carry the same refresh token. Every future it returns is `Send`.
 //!
 //! ```no_run

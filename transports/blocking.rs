@@ -2,8 +2,9 @@
 //!
 //! [`BlockingClient`] runs the session's steps over a [`Transport`]: log in (fetching the
 //! client pair when needed, asking for the one-time code when the server wants one), keep the
-//! access token fresh, send authorized API calls with one refresh-and-retry on
-//! `invalid_token`, log out. It can be shared by many threads (`Arc<BlockingClient<_>>`):
+//! access token fresh, send authorized API calls retried after one refresh on
+//! `invalid_token` (and again with the new token when another caller's refresh killed the
+//! one they carried), log out. It can be shared by many threads (`Arc<BlockingClient<_>>`):
 //! refreshes are single-flight, so no two requests ever carry the same refresh token.
 //!
 //! ```no_run

@@ -2,10 +2,8 @@
 //! an [`AsyncTransport`], with single-flight refresh.
 
 use crate::Instance;
-use crate::driver::{
-    Clock, MAX_SENDS, copy_request, lock, logout_redirect, refresh_needed, system_clock,
-};
-use crate::error::{Error, TransportError};
+use crate::driver::Clock;
+use crate::error::{Error, Operation, TransportError};
 use crate::request::{Body, Credentials};
 use crate::secret::AccessToken;
 use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
@@ -279,5 +277,55 @@ impl Drop for InFlight<'_> {
         if let Some(pending) = self.pending.take() {
             lock(self.session).abandon(pending);
         }
+    }
+}
+
+/// How many times `send_authorized` sends one request at most. A 401 `invalid_token` for the
+/// session's current token leads to one refresh and a retry; a 401 for a token another caller
+/// has already replaced (PeerTube kills the old access token when a refresh rotates the pair,
+/// so requests in flight during a refresh fail) leads to a retry with the new token, no
+/// refresh.
+const MAX_SENDS: usize = 3;
+
+fn system_clock() -> Clock {
+    Arc::new(SystemTime::now)
+}
+
+/// A panic elsewhere while holding the lock leaves a session that is still consistent (every
+/// change happens in one `handle` call), so keep using it.
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    session
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A copy of a request for the one retry after a refresh; extensions are not copied (they are
+/// not `Clone`), and the `Authorization` header is replaced by `authorize` anyway.
+fn copy_request(request: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// Whether the session needs a refresh before its token is used; only a logged-in session has
+/// a token to use.
+fn refresh_needed(session: &Session, now: SystemTime) -> Result<bool, Error> {
+    match session.state() {
+        State::LoggedIn => Ok(session.refresh_due(now)),
+        state => Err(Error::InvalidState {
+            operation: Operation::Authorize,
+            state,
+        }),
+    }
+}
+
+/// The `redirectUrl` of a logout answer.
+fn logout_redirect(event: Event) -> Option<String> {
+    match event {
+        Event::LoggedOut { redirect_url } => redirect_url,
+        _ => None,
     }
 }
