@@ -10,7 +10,7 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use peertube_session::request::{
     oauth_client_request, password_grant_request, refresh_grant_request, revoke_request,
 };
-use peertube_session::response::{parse_login, parse_oauth_client, parse_revoke};
+use peertube_session::response::{Secrets, parse_login, parse_oauth_client, parse_revoke};
 use peertube_session::{AccessToken, Credentials, Instance, OAuthClient, RefreshToken};
 use serde::Deserialize;
 
@@ -184,7 +184,7 @@ mod parse {
     #[divan::bench]
     fn client_ours(bencher: Bencher) {
         let response = answer(200, CLIENT);
-        bencher.bench(|| parse_oauth_client(black_box(&response)).unwrap());
+        bencher.bench(|| parse_oauth_client(black_box(&response), &Secrets::none()).unwrap());
     }
 
     #[divan::bench]
@@ -197,7 +197,7 @@ mod parse {
     #[divan::bench]
     fn token_ours(bencher: Bencher) {
         let response = answer(200, TOKEN);
-        bencher.bench(|| parse_login(black_box(&response)).unwrap());
+        bencher.bench(|| parse_login(black_box(&response), &Secrets::none()).unwrap());
     }
 
     #[divan::bench]
@@ -209,7 +209,7 @@ mod parse {
     #[divan::bench]
     fn revoke_ours(bencher: Bencher) {
         let response = answer(200, REVOKE);
-        bencher.bench(|| parse_revoke(black_box(&response)).unwrap());
+        bencher.bench(|| parse_revoke(black_box(&response), &Secrets::none()).unwrap());
     }
 
     #[divan::bench]
@@ -222,7 +222,7 @@ mod parse {
     #[divan::bench]
     fn invalid_grant_ours(bencher: Bencher) {
         let response = answer(400, INVALID_GRANT);
-        bencher.bench(|| parse_login(black_box(&response)).unwrap_err());
+        bencher.bench(|| parse_login(black_box(&response), &Secrets::none()).unwrap_err());
     }
 
     #[divan::bench]

@@ -11,8 +11,8 @@
 use arbitrary::{Arbitrary, Unstructured};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use peertube_session::response::{
-    DEFAULT_BODY_LIMIT, error_for, parse_error, parse_login, parse_oauth_client, parse_refresh,
-    parse_revoke,
+    DEFAULT_BODY_LIMIT, Secrets, error_for, parse_error, parse_login, parse_oauth_client,
+    parse_refresh, parse_revoke,
 };
 use peertube_session::{Credentials, Error, Instance, OAuthClient, Operation, Session, State};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,7 +72,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 pub fn check_oauth_client(data: &[u8]) {
     let response = response_from_bytes(data);
-    let result = parse_oauth_client(&response);
+    let result = parse_oauth_client(&response, &Secrets::none());
     match &result {
         Ok(client) => {
             assert!(response.status().is_success());
@@ -80,7 +80,7 @@ pub fn check_oauth_client(data: &[u8]) {
                 !client.client_id.is_empty() && !client.client_secret.expose_secret().is_empty()
             );
             assert_debug_ignores_members(&response, &["client_secret"], |r| {
-                parse_oauth_client(r)
+                parse_oauth_client(r, &Secrets::none())
                     .ok()
                     .map(|client| format!("{client:?}"))
             });
@@ -88,13 +88,16 @@ pub fn check_oauth_client(data: &[u8]) {
         Err(error) => check_error(&response, error),
     }
     check_no_echo(&response, &["client_secret"], |r| {
-        parse_oauth_client(r).err()
+        parse_oauth_client(r, &Secrets::none()).err()
     });
 }
 
 pub fn check_token(data: &[u8]) {
     let response = response_from_bytes(data);
-    for result in [parse_login(&response), parse_refresh(&response)] {
+    for result in [
+        parse_login(&response, &Secrets::none()),
+        parse_refresh(&response, &Secrets::none()),
+    ] {
         match &result {
             Ok(tokens) => {
                 assert!(response.status().is_success());
@@ -105,7 +108,9 @@ pub fn check_token(data: &[u8]) {
                     assert!(!token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()));
                 }
                 assert_debug_ignores_members(&response, &["access_token", "refresh_token"], |r| {
-                    parse_login(r).ok().map(|tokens| format!("{tokens:?}"))
+                    parse_login(r, &Secrets::none())
+                        .ok()
+                        .map(|tokens| format!("{tokens:?}"))
                 });
                 for lifetime in [tokens.expires_in, tokens.refresh_token_expires_in]
                     .into_iter()
@@ -118,13 +123,13 @@ pub fn check_token(data: &[u8]) {
         }
     }
     check_no_echo(&response, &["access_token", "refresh_token"], |r| {
-        parse_login(r).err()
+        parse_login(r, &Secrets::none()).err()
     });
 }
 
 pub fn check_revoke(data: &[u8]) {
     let response = response_from_bytes(data);
-    match parse_revoke(&response) {
+    match parse_revoke(&response, &Secrets::none()) {
         Ok(answer) => {
             assert!(response.status().is_success());
             assert!(
@@ -140,7 +145,7 @@ pub fn check_revoke(data: &[u8]) {
 
 pub fn check_error_decoder(data: &[u8]) {
     let response = response_from_bytes(data);
-    let server = parse_error(&response);
+    let server = parse_error(&response, &Secrets::none());
     assert_eq!(server.status, response.status());
     check_server_error_bounds(&server);
     for operation in [
@@ -150,7 +155,7 @@ pub fn check_error_decoder(data: &[u8]) {
         Operation::Logout,
         Operation::Authorize,
     ] {
-        let error = error_for(operation, &response);
+        let error = error_for(operation, &response, &Secrets::none());
         match &error {
             Error::ResponseTooLarge { .. } => assert!(response.body().len() > DEFAULT_BODY_LIMIT),
             other => assert_eq!(other.status(), Some(response.status())),

@@ -121,7 +121,7 @@ fn retry_hint(retry_after: Option<Duration>) -> String {
     }
 }
 
-/// Matches every variant that carries the server's answer, once for `&` and once for `&mut`.
+/// Matches every variant that carries the server's answer.
 macro_rules! server_error_of {
     ($error:expr, $found:ident => $some:expr) => {
         match $error {
@@ -144,10 +144,6 @@ impl Error {
     /// The server's answer behind this error, when there was one.
     pub fn server_error(&self) -> Option<&ServerError> {
         server_error_of!(self, found => &**found)
-    }
-
-    pub(crate) fn server_error_mut(&mut self) -> Option<&mut ServerError> {
-        server_error_of!(self, found => &mut **found)
     }
 
     /// The HTTP status of the response behind this error, when there was one.
@@ -212,20 +208,6 @@ impl fmt::Display for ServerError {
                 Some(reason) => write!(f, " {reason}"),
                 None => Ok(()),
             },
-        }
-    }
-}
-
-impl ServerError {
-    /// Replaces every occurrence of the given secrets in the server's text with `[redacted]`, in
-    /// case a server or proxy echoes what it was sent.
-    pub(crate) fn redact(&mut self, secrets: &[&str]) {
-        for text in [&mut self.detail, &mut self.excerpt].into_iter().flatten() {
-            for secret in secrets.iter().filter(|s| !s.is_empty()) {
-                if text.contains(secret) {
-                    *text = text.replace(secret, "[redacted]");
-                }
-            }
         }
     }
 }
@@ -411,6 +393,8 @@ pub enum TransportErrorKind {
     BodyTooLarge,
     /// The connection closed before the whole answer arrived.
     ConnectionClosed,
+    /// The answer was not valid HTTP/1.1 (garbage, HTTP/0.9, conflicting `Content-Length`).
+    Protocol,
     /// Anything else the HTTP client reported.
     Other,
 }
@@ -426,6 +410,7 @@ impl fmt::Display for TransportErrorKind {
             TransportErrorKind::ConnectionClosed => {
                 "the connection closed before the whole answer arrived"
             }
+            TransportErrorKind::Protocol => "the answer is not valid HTTP",
             TransportErrorKind::Other => "the HTTP client failed",
         })
     }

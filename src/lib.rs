@@ -163,21 +163,24 @@ pub use session::{Authorized, Event, Pending, SavedSession, Session, State};
 #[cfg(feature = "fake")]
 pub mod fake;
 
-#[cfg(any(feature = "ureq", feature = "hyper"))]
+#[cfg(any(feature = "async-client", feature = "blocking-client"))]
 #[path = "../transports/client.rs"]
 mod client;
-#[cfg(any(feature = "ureq", feature = "hyper"))]
+#[cfg(any(feature = "async-client", feature = "blocking-client"))]
 #[path = "../transports/driver.rs"]
 mod driver;
+#[cfg(any(feature = "async-client", feature = "blocking-client"))]
+#[path = "../transports/flight.rs"]
+mod flight;
 
-#[cfg(feature = "ureq")]
+#[cfg(feature = "blocking-client")]
 #[path = "../transports/blocking.rs"]
 pub mod blocking;
 #[cfg(feature = "ureq")]
 #[path = "../transports/ureq.rs"]
 mod ureq_transport;
 
-#[cfg(feature = "hyper")]
+#[cfg(feature = "async-client")]
 #[path = "../transports/asynchronous.rs"]
 pub mod asynchronous;
 #[cfg(feature = "hyper")]

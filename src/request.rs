@@ -183,6 +183,19 @@ impl Credentials {
     pub fn has_otp(&self) -> bool {
         self.otp.is_some()
     }
+
+    /// The password or external-auth token, for redaction.
+    pub(crate) fn proof_secret(&self) -> &str {
+        match &self.proof {
+            Proof::Password(password) => password.expose_secret(),
+            Proof::ExternalAuth(token) => token.expose_secret(),
+        }
+    }
+
+    /// The one-time code, for redaction.
+    pub(crate) fn otp_secret(&self) -> Option<&str> {
+        self.otp.as_ref().map(Otp::expose_secret)
+    }
 }
 
 /// `GET {base}/api/v1/oauth-clients/local`: the instance's client pair.

@@ -5,8 +5,8 @@ mod support;
 
 use http::StatusCode;
 use peertube_session::response::{
-    DEFAULT_BODY_LIMIT, Parser, parse_error, parse_login, parse_oauth_client, parse_refresh,
-    parse_revoke,
+    DEFAULT_BODY_LIMIT, Parser, Secrets, parse_error, parse_login, parse_oauth_client,
+    parse_refresh, parse_revoke,
 };
 use peertube_session::{Error, ErrorCode};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use support::{answer, fixture, json, problem};
 
 #[test]
 fn recorded_client_pair_is_read() {
-    let client = parse_oauth_client(&fixture("01-oauth-clients-local")).unwrap();
+    let client = parse_oauth_client(&fixture("01-oauth-clients-local"), &Secrets::none()).unwrap();
     assert_eq!(client.client_id, "grvyb3ovub45ir4zv08p1cy1hlg3urym");
     assert_eq!(
         client.client_secret.expose_secret(),
@@ -27,7 +27,7 @@ fn recorded_client_pair_is_read() {
 #[test]
 fn recorded_login_gives_both_tokens_and_lifetimes() {
     for name in ["02-token-password", "11-2fa-login-valid"] {
-        let tokens = parse_login(&fixture(name)).unwrap();
+        let tokens = parse_login(&fixture(name), &Secrets::none()).unwrap();
         assert_eq!(tokens.access_token.expose_secret().len(), 40);
         assert_eq!(tokens.refresh_token.expose_secret().len(), 40);
         assert_eq!(tokens.expires_in, Some(Duration::from_secs(86399)));
@@ -40,7 +40,7 @@ fn recorded_login_gives_both_tokens_and_lifetimes() {
 
 #[test]
 fn recorded_refresh_gives_a_new_pair() {
-    let tokens = parse_refresh(&fixture("03b-token-refresh")).unwrap();
+    let tokens = parse_refresh(&fixture("03b-token-refresh"), &Secrets::none()).unwrap();
     assert_eq!(
         tokens.access_token.expose_secret(),
         "413398b68f2f6f6c82b6a1e03ff9609921456507"
@@ -53,7 +53,8 @@ fn recorded_refresh_gives_a_new_pair() {
 
 #[test]
 fn reusing_a_rotated_refresh_token_means_log_in_again() {
-    let error = parse_refresh(&fixture("03c-token-refresh-old-again")).unwrap_err();
+    let error =
+        parse_refresh(&fixture("03c-token-refresh-old-again"), &Secrets::none()).unwrap_err();
     let Error::LoginRequired(server) = &error else {
         panic!("{error:?}")
     };
@@ -67,7 +68,7 @@ fn reusing_a_rotated_refresh_token_means_log_in_again() {
 
 #[test]
 fn recorded_wrong_password_is_bad_credentials() {
-    let error = parse_login(&fixture("04a-wrong-password")).unwrap_err();
+    let error = parse_login(&fixture("04a-wrong-password"), &Secrets::none()).unwrap_err();
     assert!(matches!(error, Error::BadCredentials(_)), "{error:?}");
     assert_eq!(error.status(), Some(StatusCode::BAD_REQUEST));
     assert_eq!(error.code(), Some(&ErrorCode::InvalidGrant));
@@ -79,7 +80,7 @@ fn recorded_wrong_password_is_bad_credentials() {
 
 #[test]
 fn recorded_wrong_client_is_invalid_client() {
-    let error = parse_login(&fixture("04b-wrong-client-id")).unwrap_err();
+    let error = parse_login(&fixture("04b-wrong-client-id"), &Secrets::none()).unwrap_err();
     assert!(matches!(error, Error::InvalidClient(_)), "{error:?}");
     assert_eq!(error.code(), Some(&ErrorCode::InvalidClient));
 }
@@ -90,7 +91,7 @@ fn recorded_invalid_requests_keep_code_and_detail() {
         ("04c-missing-grant-type", "Missing parameter: `grant_type`"),
         ("07c-missing-password", "Missing parameter: `password`"),
     ] {
-        let error = parse_login(&fixture(name)).unwrap_err();
+        let error = parse_login(&fixture(name), &Secrets::none()).unwrap_err();
         let Error::Server(server) = &error else {
             panic!("{error:?}")
         };
@@ -101,7 +102,7 @@ fn recorded_invalid_requests_keep_code_and_detail() {
 
 #[test]
 fn recorded_revoke_succeeds_without_redirect() {
-    let answer = parse_revoke(&fixture("05b-revoke-token")).unwrap();
+    let answer = parse_revoke(&fixture("05b-revoke-token"), &Secrets::none()).unwrap();
     assert_eq!(answer.redirect_url, None);
 }
 
@@ -110,6 +111,7 @@ fn recorded_dead_token_on_an_api_call_is_invalid_token() {
     let error = peertube_session::response::error_for(
         peertube_session::Operation::Authorize,
         &fixture("05c-users-me-after-revoke"),
+        &Secrets::none(),
     );
     assert!(matches!(error, Error::InvalidToken(_)), "{error:?}");
     assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED));
@@ -117,14 +119,14 @@ fn recorded_dead_token_on_an_api_call_is_invalid_token() {
 
 #[test]
 fn recorded_revoke_without_token_is_unauthorized_request() {
-    let error = parse_revoke(&fixture("05e-revoke-without-auth")).unwrap_err();
+    let error = parse_revoke(&fixture("05e-revoke-without-auth"), &Secrets::none()).unwrap_err();
     assert_eq!(error.code(), Some(&ErrorCode::UnauthorizedRequest));
     assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED));
 }
 
 #[test]
 fn recorded_rate_limit_is_plain_text_with_retry_after() {
-    let error = parse_login(&fixture("06c-first-429")).unwrap_err();
+    let error = parse_login(&fixture("06c-first-429"), &Secrets::none()).unwrap_err();
     let Error::RateLimited(server) = &error else {
         panic!("{error:?}")
     };
@@ -146,7 +148,7 @@ fn recorded_rate_limit_is_plain_text_with_retry_after() {
 
 #[test]
 fn recorded_two_factor_challenge_is_its_own_error() {
-    let error = parse_login(&fixture("08-2fa-login-no-otp-header")).unwrap_err();
+    let error = parse_login(&fixture("08-2fa-login-no-otp-header"), &Secrets::none()).unwrap_err();
     let Error::TwoFactorRequired(server) = &error else {
         panic!("{error:?}")
     };
@@ -157,13 +159,13 @@ fn recorded_two_factor_challenge_is_its_own_error() {
 
 #[test]
 fn recorded_wrong_otp_is_invalid_two_factor() {
-    let error = parse_login(&fixture("09-2fa-login-wrong-otp")).unwrap_err();
+    let error = parse_login(&fixture("09-2fa-login-wrong-otp"), &Secrets::none()).unwrap_err();
     assert!(matches!(error, Error::InvalidTwoFactor(_)), "{error:?}");
 }
 
 #[test]
 fn recorded_blocked_user_is_account_unavailable() {
-    let error = parse_login(&fixture("14-login-blocked-user")).unwrap_err();
+    let error = parse_login(&fixture("14-login-blocked-user"), &Secrets::none()).unwrap_err();
     let Error::AccountUnavailable(server) = &error else {
         panic!("{error:?}")
     };
@@ -176,7 +178,7 @@ fn recorded_blocked_user_is_account_unavailable() {
 #[test]
 fn problem_json_without_the_legacy_error_member_is_read() {
     let body = r#"{"type":"https://docs.joinpeertube.org/api-rest-reference.html#section/Errors/invalid_grant","detail":"Invalid grant: user credentials are invalid","status":400,"docs":"https://docs.joinpeertube.org/api-rest-reference.html#operation/getOAuthToken","code":"invalid_grant"}"#;
-    let error = parse_login(&problem(400, body)).unwrap_err();
+    let error = parse_login(&problem(400, body), &Secrets::none()).unwrap_err();
     let Error::BadCredentials(server) = &error else {
         panic!("{error:?}")
     };
@@ -188,22 +190,28 @@ fn problem_json_without_the_legacy_error_member_is_read() {
 
 #[test]
 fn legacy_error_member_is_the_fallback_for_detail() {
-    let error = parse_error(&problem(
-        400,
-        r#"{"status":400,"code":"invalid_grant","error":"old text"}"#,
-    ));
+    let error = parse_error(
+        &problem(
+            400,
+            r#"{"status":400,"code":"invalid_grant","error":"old text"}"#,
+        ),
+        &Secrets::none(),
+    );
     assert_eq!(error.detail.as_deref(), Some("old text"));
-    let error = parse_error(&problem(
-        400,
-        r#"{"status":400,"code":"invalid_grant","detail":"new","error":"old"}"#,
-    ));
+    let error = parse_error(
+        &problem(
+            400,
+            r#"{"status":400,"code":"invalid_grant","detail":"new","error":"old"}"#,
+        ),
+        &Secrets::none(),
+    );
     assert_eq!(error.detail.as_deref(), Some("new"));
 }
 
 #[test]
 fn host_check_failure_is_client_forbidden_for_host() {
     let body = r#"{"type":"about:blank","title":"Forbidden","detail":"Getting client tokens for host video.example.org is forbidden","status":403,"docs":"https://docs.joinpeertube.org/api-rest-reference.html#operation/getOAuthClient"}"#;
-    let error = parse_oauth_client(&problem(403, body)).unwrap_err();
+    let error = parse_oauth_client(&problem(403, body), &Secrets::none()).unwrap_err();
     let Error::ClientForbiddenForHost(server) = &error else {
         panic!("{error:?}")
     };
@@ -214,10 +222,13 @@ fn host_check_failure_is_client_forbidden_for_host() {
 
 #[test]
 fn instance_without_client_row_keeps_the_plain_error_code() {
-    let error = parse_oauth_client(&problem(
-        500,
-        r#"{"status":500,"code":"Error","detail":"No client available."}"#,
-    ))
+    let error = parse_oauth_client(
+        &problem(
+            500,
+            r#"{"status":500,"code":"Error","detail":"No client available."}"#,
+        ),
+        &Secrets::none(),
+    )
     .unwrap_err();
     assert_eq!(error.code(), Some(&ErrorCode::PlainError));
     assert_eq!(error.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
@@ -227,21 +238,27 @@ fn instance_without_client_row_keeps_the_plain_error_code() {
 fn two_factor_header_alone_on_a_401_login_is_two_factor_required() {
     let response = answer(401, &[("x-peertube-otp", "required; app")], "");
     assert!(matches!(
-        parse_login(&response).unwrap_err(),
+        parse_login(&response, &Secrets::none()).unwrap_err(),
         Error::TwoFactorRequired(_)
     ));
 }
 
 #[test]
 fn newer_and_unknown_codes_are_kept_verbatim() {
-    let error = parse_login(&problem(
-        400,
-        r#"{"status":400,"code":"account_blocked","detail":"User is blocked."}"#,
-    ))
+    let error = parse_login(
+        &problem(
+            400,
+            r#"{"status":400,"code":"account_blocked","detail":"User is blocked."}"#,
+        ),
+        &Secrets::none(),
+    )
     .unwrap_err();
     assert!(matches!(error, Error::AccountUnavailable(_)), "{error:?}");
-    let error =
-        parse_login(&problem(400, r#"{"status":400,"code":"brand_new_code"}"#)).unwrap_err();
+    let error = parse_login(
+        &problem(400, r#"{"status":400,"code":"brand_new_code"}"#),
+        &Secrets::none(),
+    )
+    .unwrap_err();
     assert_eq!(
         error.code(),
         Some(&ErrorCode::Other("brand_new_code".to_owned()))
@@ -255,10 +272,13 @@ fn newer_and_unknown_codes_are_kept_verbatim() {
 
 #[test]
 fn revoke_with_redirect_url_keeps_it() {
-    let answer = parse_revoke(&json(
-        200,
-        r#"{"success":true,"redirectUrl":"https://sso.example.org/logout"}"#,
-    ))
+    let answer = parse_revoke(
+        &json(
+            200,
+            r#"{"success":true,"redirectUrl":"https://sso.example.org/logout"}"#,
+        ),
+        &Secrets::none(),
+    )
     .unwrap();
     assert_eq!(
         answer.redirect_url.as_deref(),
@@ -269,28 +289,39 @@ fn revoke_with_redirect_url_keeps_it() {
 #[test]
 fn revoke_with_empty_body_succeeds() {
     assert_eq!(
-        parse_revoke(&answer(200, &[], "")).unwrap().redirect_url,
+        parse_revoke(&answer(200, &[], ""), &Secrets::none())
+            .unwrap()
+            .redirect_url,
         None
     );
     assert_eq!(
-        parse_revoke(&answer(204, &[], "")).unwrap().redirect_url,
+        parse_revoke(&answer(204, &[], ""), &Secrets::none())
+            .unwrap()
+            .redirect_url,
         None
     );
 }
 
 #[test]
 fn revoke_of_an_expired_token_is_invalid_token() {
-    let error = parse_revoke(&problem(
-        401,
-        r#"{"status":401,"code":"invalid_token","detail":"Token is invalid"}"#,
-    ))
+    let error = parse_revoke(
+        &problem(
+            401,
+            r#"{"status":401,"code":"invalid_token","detail":"Token is invalid"}"#,
+        ),
+        &Secrets::none(),
+    )
     .unwrap_err();
     assert!(matches!(error, Error::InvalidToken(_)), "{error:?}");
 }
 
 #[test]
 fn revoke_server_error_keeps_its_code() {
-    let error = parse_revoke(&problem(503, r#"{"status":503,"code":"server_error"}"#)).unwrap_err();
+    let error = parse_revoke(
+        &problem(503, r#"{"status":503,"code":"server_error"}"#),
+        &Secrets::none(),
+    )
+    .unwrap_err();
     assert_eq!(error.code(), Some(&ErrorCode::ServerError));
     assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
 }
@@ -301,7 +332,11 @@ fn proxy_html_is_a_server_error_with_a_short_excerpt() {
         "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>{}</body></html>",
         "x".repeat(5000)
     );
-    let error = parse_login(&answer(502, &[("content-type", "text/html")], &html)).unwrap_err();
+    let error = parse_login(
+        &answer(502, &[("content-type", "text/html")], &html),
+        &Secrets::none(),
+    )
+    .unwrap_err();
     let Error::Server(server) = &error else {
         panic!("{error:?}")
     };
@@ -317,7 +352,7 @@ fn proxy_html_is_a_server_error_with_a_short_excerpt() {
 
 #[test]
 fn error_with_no_body_still_names_the_status() {
-    let error = parse_login(&answer(504, &[], "")).unwrap_err();
+    let error = parse_login(&answer(504, &[], ""), &Secrets::none()).unwrap_err();
     assert_eq!(
         error.to_string(),
         "the instance answered with an error: HTTP 504 Gateway Timeout"
@@ -326,11 +361,14 @@ fn error_with_no_body_still_names_the_status() {
 
 #[test]
 fn retry_after_as_an_http_date_is_ignored_not_fatal() {
-    let error = parse_error(&answer(
-        429,
-        &[("retry-after", "Fri, 27 Nov 2026 18:00:00 GMT")],
-        "Too many requests, please try again later.",
-    ));
+    let error = parse_error(
+        &answer(
+            429,
+            &[("retry-after", "Fri, 27 Nov 2026 18:00:00 GMT")],
+            "Too many requests, please try again later.",
+        ),
+        &Secrets::none(),
+    );
     assert_eq!(error.retry_after, None);
     assert_eq!(error.status, StatusCode::TOO_MANY_REQUESTS);
 }
@@ -342,14 +380,14 @@ fn token_answer_is_read_leniently() {
     let tokens = parse_login(&json(
         200,
         r#"{"token_type":"bearer","access_token":"a","refresh_token":"r","expires_in":"3600","extra":{"x":[1,2]}}"#,
-    ))
+    ), &Secrets::none())
     .unwrap();
     assert_eq!(tokens.expires_in, Some(Duration::from_secs(3600)));
     assert_eq!(tokens.refresh_token_expires_in, None);
     let tokens = parse_login(&json(
         200,
         r#"{"access_token":"a","refresh_token":"r","expires_in":3600.0,"refresh_token_expires_in":" 7200 "}"#,
-    ))
+    ), &Secrets::none())
     .unwrap();
     assert_eq!(tokens.expires_in, Some(Duration::from_secs(3600)));
     assert_eq!(
@@ -359,7 +397,7 @@ fn token_answer_is_read_leniently() {
 }
 
 fn malformed(response: http::Response<Vec<u8>>) -> String {
-    match parse_login(&response).unwrap_err() {
+    match parse_login(&response, &Secrets::none()).unwrap_err() {
         Error::MalformedResponse { status, reason } => {
             assert_eq!(status, response.status());
             reason
@@ -419,7 +457,7 @@ fn client_pair_answer_must_have_both_members() {
     ] {
         assert!(
             matches!(
-                parse_oauth_client(&json(200, body)).unwrap_err(),
+                parse_oauth_client(&json(200, body), &Secrets::none()).unwrap_err(),
                 Error::MalformedResponse { .. }
             ),
             "{body}"
@@ -436,7 +474,7 @@ fn bodies_over_the_cap_are_refused_before_parsing() {
         "a".repeat(DEFAULT_BODY_LIMIT)
     );
     assert_eq!(
-        parse_login(&json(200, &huge)).unwrap_err(),
+        parse_login(&json(200, &huge), &Secrets::none()).unwrap_err(),
         Error::ResponseTooLarge {
             status: StatusCode::OK,
             limit: DEFAULT_BODY_LIMIT
@@ -444,12 +482,14 @@ fn bodies_over_the_cap_are_refused_before_parsing() {
     );
     let small = Parser::with_body_limit(10);
     assert!(matches!(
-        small.revoke(&json(200, r#"{"success":true}"#)).unwrap_err(),
+        small
+            .revoke(&json(200, r#"{"success":true}"#), &Secrets::none())
+            .unwrap_err(),
         Error::ResponseTooLarge { .. }
     ));
     let huge_error = "x".repeat(DEFAULT_BODY_LIMIT + 1);
     assert!(matches!(
-        parse_login(&answer(502, &[], &huge_error)).unwrap_err(),
+        parse_login(&answer(502, &[], &huge_error), &Secrets::none()).unwrap_err(),
         Error::ResponseTooLarge { .. }
     ));
 }
@@ -459,12 +499,12 @@ fn deeply_nested_json_is_a_quick_typed_error() {
     let nested = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
     assert!(matches!(
         Parser::with_body_limit(1 << 20)
-            .login(&json(200, &nested))
+            .login(&json(200, &nested), &Secrets::none())
             .unwrap_err(),
         Error::MalformedResponse { .. }
     ));
     let nested_error = format!(r#"{{"code":{}{}}}"#, "[".repeat(30_000), "]".repeat(30_000));
-    let error = parse_error(&problem(400, &nested_error));
+    let error = parse_error(&problem(400, &nested_error), &Secrets::none());
     assert_eq!(error.code, None);
 }
 
@@ -472,19 +512,32 @@ fn deeply_nested_json_is_a_quick_typed_error() {
 fn parsers_accept_any_byte_container() {
     let body: &[u8] = br#"{"client_id":"a","client_secret":"b"}"#;
     let response = http::Response::new(body);
-    assert_eq!(parse_oauth_client(&response).unwrap().client_id, "a");
+    assert_eq!(
+        parse_oauth_client(&response, &Secrets::none())
+            .unwrap()
+            .client_id,
+        "a"
+    );
     let response = http::Response::new(body.to_vec());
-    assert_eq!(parse_oauth_client(&response).unwrap().client_id, "a");
+    assert_eq!(
+        parse_oauth_client(&response, &Secrets::none())
+            .unwrap()
+            .client_id,
+        "a"
+    );
 }
 
 #[test]
 fn one_letter_tokens_are_accepted_and_still_redacted() {
     // Found by the token fuzzer (fuzz/regressions/token/one-letter-tokens): the check, not the
     // parser, was wrong; this pins the parser's side.
-    let tokens = parse_login(&json(
-        200,
-        r#"{"token_type":"Bearer","access_token":"a","refresh_token":"r"}"#,
-    ))
+    let tokens = parse_login(
+        &json(
+            200,
+            r#"{"token_type":"Bearer","access_token":"a","refresh_token":"r"}"#,
+        ),
+        &Secrets::none(),
+    )
     .unwrap();
     assert_eq!(tokens.access_token.expose_secret(), "a");
     assert_eq!(

@@ -3,7 +3,7 @@
 mod support;
 
 use peertube_session::request::{password_grant_request, refresh_grant_request, revoke_request};
-use peertube_session::response::parse_login;
+use peertube_session::response::{Secrets, parse_login};
 use peertube_session::{
     AccessToken, ClientSecret, Credentials, ExternalAuthToken, Instance, OAuthClient, Otp,
     Password, RefreshToken, Session,
@@ -109,7 +109,7 @@ fn built_requests_print_redacted() {
 
 #[test]
 fn parsed_tokens_print_redacted() {
-    let tokens = parse_login(&json(200, &token_body())).unwrap();
+    let tokens = parse_login(&json(200, &token_body()), &Secrets::none()).unwrap();
     assert_clean("TokenResponse", &format!("{tokens:?}"));
 }
 
@@ -152,7 +152,7 @@ fn errors_print_no_secret_even_when_the_server_echoes_one() {
 
     // A half-valid token answer: the error names the problem, not the values.
     let half = format!(r#"{{"access_token":"{ACCESS}","refresh_token":{{"x":"{REFRESH}"}}}}"#);
-    let error = parse_login(&json(200, &half)).unwrap_err();
+    let error = parse_login(&json(200, &half), &Secrets::none()).unwrap_err();
     assert_clean("malformed Display", &error.to_string());
     assert_clean("malformed Debug", &format!("{error:?}"));
 }

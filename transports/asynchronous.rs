@@ -23,5 +23,8 @@
 //! ```
 
 pub use crate::client::{AsyncClient, AsyncTransport};
-pub use crate::driver::{Clock, DEFAULT_TIMEOUT};
+pub use crate::driver::{
+    CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT, DeadlineElapsed,
+};
+#[cfg(feature = "hyper")]
 pub use crate::hyper_transport::{HttpsConnector, HyperTransport};

@@ -22,11 +22,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use crate::driver::{Clock, DEFAULT_TIMEOUT};
+pub use crate::driver::{
+    CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT, DeadlineElapsed,
+};
+#[cfg(feature = "ureq")]
 pub use crate::ureq_transport::UreqTransport;
 
 use crate::Instance;
 use crate::client::{AsyncClient, AsyncTransport};
+use crate::driver::deadline_elapsed;
 use crate::error::{Error, TransportError};
 use crate::request::{Body, Credentials};
 use crate::secret::AccessToken;
@@ -37,10 +41,11 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::SystemTime;
-
+use std::time::{Duration, Instant, SystemTime};
 /// Sends one request and returns the whole answer, whatever its status: 4xx and 5xx are
-/// answers, not errors. Must keep every header and follow no redirects.
+/// answers, not errors. Must keep every header and follow no redirects, and should end by the
+/// [`CallDeadline`] in the request's extensions (a blocking call cannot be interrupted from
+/// outside, so the transport is what bounds an exchange).
 ///
 /// Closures implement it, so any blocking HTTP client fits:
 ///
@@ -74,7 +79,12 @@ where
 ///
 /// It runs the same driver as the async client on the calling thread: the transport answers at
 /// once, and a caller that needs the token while another thread refreshes it parks until that
-/// refresh is handled.
+/// refresh is handled, and gets its outcome.
+///
+/// Every call has one deadline ([`DEFAULT_CALL_TIMEOUT`] unless set with
+/// [`BlockingClient::with_call_timeout`]) covering all of its exchanges and its wait for
+/// another thread's refresh. Each request carries it as a [`CallDeadline`], and the transport
+/// shortens its own per-exchange timeout to it.
 pub struct BlockingClient<T> {
     driver: AsyncClient<OnThisThread<T>>,
 }
@@ -113,10 +123,19 @@ impl<T: Transport> BlockingClient<T> {
         }
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests).
+    /// Reads the time from `clock` instead of the system clock (for tests). The clock is never
+    /// called while the session is locked, so it may read the client.
     pub fn with_clock(self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         BlockingClient {
             driver: self.driver.with_clock(clock),
+        }
+    }
+
+    /// Sets the deadline of each call (default [`DEFAULT_CALL_TIMEOUT`]): all of its exchanges
+    /// and its wait for another thread's refresh together.
+    pub fn with_call_timeout(self, timeout: Duration) -> Self {
+        BlockingClient {
+            driver: self.driver.with_call_timeout(timeout),
         }
     }
 
@@ -135,14 +154,16 @@ impl<T: Transport> BlockingClient<T> {
         self.driver.save()
     }
 
-    /// Reads the session.
+    /// Reads a copy of the session, taken now. `read` runs without any lock held, so it may use
+    /// the client; the copy is detached (the client accepts none of its handles).
     pub fn with_session<R>(&self, read: impl FnOnce(&Session) -> R) -> R {
         self.driver.with_session(read)
     }
 
     /// Fetches the instance's OAuth client pair.
     pub fn fetch_client(&self) -> Result<(), Error> {
-        block_on(self.driver.fetch_client())
+        let deadline = self.driver.deadline();
+        block_on(deadline, self.driver.fetch_client_within(deadline))
     }
 
     /// Logs in, fetching the client pair first when the session has none. If a cached pair is
@@ -150,54 +171,75 @@ impl<T: Transport> BlockingClient<T> {
     ///
     /// [`Error::TwoFactorRequired`] means: call again with
     /// [`Credentials::with_otp`], or use [`BlockingClient::login_with_otp_prompt`].
+    /// [`Error::StaleResponse`] means another login on this client finished first: that one's
+    /// session is kept, and the tokens this one got were revoked.
     pub fn login(&self, credentials: &Credentials) -> Result<(), Error> {
-        block_on(self.driver.login(credentials))
+        let deadline = self.driver.deadline();
+        block_on(deadline, self.driver.login_within(credentials, deadline))
     }
 
     /// Logs in, and if the server asks for a two-factor code, calls `ask_otp` once and logs in
     /// again with it (no second password prompt). `None` from `ask_otp` gives up with
-    /// [`Error::TwoFactorRequired`].
+    /// [`Error::TwoFactorRequired`]. Each login has its own deadline; the time `ask_otp` takes
+    /// is not counted.
     pub fn login_with_otp_prompt(
         &self,
         credentials: &Credentials,
         ask_otp: impl FnOnce() -> Option<String>,
     ) -> Result<(), Error> {
-        block_on(
-            self.driver
-                .login_with_otp_prompt(credentials, async { ask_otp() }),
-        )
+        match self.login(credentials) {
+            Err(Error::TwoFactorRequired(challenge)) => match ask_otp() {
+                Some(code) => self.login(&credentials.clone().with_otp(code)),
+                None => Err(Error::TwoFactorRequired(challenge)),
+            },
+            other => other,
+        }
     }
 
     /// Refreshes the token pair if it is due (near expiry, expired, or reported dead). Callers
     /// on other threads that need it meanwhile wait for this one refresh instead of sending
-    /// their own. [`Error::LoginRequired`] when the refresh token is no longer valid.
+    /// their own, and get its outcome: [`Error::LoginRequired`] for all of them when the
+    /// refresh token is no longer valid, the same transport error when it failed on the way.
     pub fn ensure_fresh(&self) -> Result<(), Error> {
-        block_on(self.driver.ensure_fresh())
+        let deadline = self.driver.deadline();
+        block_on(deadline, self.driver.ensure_fresh_within(deadline))
     }
 
     /// A valid access token, refreshed first if due.
     pub fn access_token(&self) -> Result<AccessToken, Error> {
-        block_on(self.driver.access_token())
+        let deadline = self.driver.deadline();
+        block_on(deadline, self.driver.access_token_within(deadline))
     }
 
-    /// Sends any other PeerTube API request with the access token. If the answer is 401
-    /// `invalid_token`, refreshes once and retries; if the token on it had meanwhile been
-    /// replaced by another caller's refresh, retries with the new token. At most three sends;
-    /// the last answer is returned whatever its status.
+    /// Sends any other PeerTube API request with the access token; a request for a path only
+    /// (`/api/v1/users/me`) goes to this instance. If the answer is 401 `invalid_token`,
+    /// refreshes once and retries; if the token on it had meanwhile been replaced by another
+    /// caller's refresh, retries with the new token. At most three sends; the last answer is
+    /// returned whatever its status.
     pub fn send_authorized(&self, request: Request<Body>) -> Result<Response<Vec<u8>>, Error> {
-        block_on(self.driver.send_authorized(request))
+        let deadline = self.driver.deadline();
+        block_on(
+            deadline,
+            self.driver.send_authorized_within(request, deadline),
+        )
     }
 
     /// Logs out (refreshing first if the access token is expired, since an expired token cannot
     /// be revoked). Returns the `redirectUrl` an auth plugin may send.
     pub fn logout(&self) -> Result<Option<String>, Error> {
-        block_on(self.driver.logout())
+        let deadline = self.driver.deadline();
+        block_on(deadline, self.driver.logout_within(deadline))
     }
 }
 
-/// Runs one of the driver's futures to completion on this thread. They never wait for IO (the
-/// transport answers synchronously), only for the single-flight lock, whose release wakes them.
-fn block_on<F: Future>(future: F) -> F::Output {
+/// Runs one of the driver's futures to completion on this thread, or until `deadline`. They
+/// never wait for IO (the transport answers synchronously), only for another thread's refresh,
+/// whose end wakes them; past the deadline that wait is given up (dropping the future is safe at
+/// any point) and the call ends with a timeout.
+fn block_on<R, F>(deadline: CallDeadline, future: F) -> Result<R, Error>
+where
+    F: Future<Output = Result<R, Error>>,
+{
     struct Unpark(std::thread::Thread);
 
     impl Wake for Unpark {
@@ -214,10 +256,14 @@ fn block_on<F: Future>(future: F) -> F::Output {
     let mut context = Context::from_waker(&waker);
     let mut future = pin!(future);
     loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(output) => return output,
-            // A spurious unpark only costs one more poll.
-            Poll::Pending => std::thread::park(),
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
         }
+        let now = Instant::now();
+        if deadline.has_passed(now) {
+            return Err(deadline_elapsed());
+        }
+        // A spurious unpark only costs one more poll.
+        std::thread::park_timeout(deadline.remaining(now));
     }
 }

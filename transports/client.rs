@@ -1,20 +1,24 @@
 //! The one driver behind both [`AsyncClient`] and the blocking client: the session's steps over
-//! an [`AsyncTransport`], with single-flight refresh.
+//! an [`AsyncTransport`], with single-flight refresh and one deadline per call. It needs no
+//! runtime: the only waiting it does is for another caller's refresh.
 
 use crate::Instance;
-use crate::driver::Clock;
+use crate::driver::{CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, deadline_elapsed};
 use crate::error::{Error, Operation, TransportError};
-use crate::request::{Body, Credentials};
+use crate::flight::{Flights, Role};
+use crate::request::{self, Body, Credentials};
+use crate::response::{Parser, Secrets};
 use crate::secret::AccessToken;
 use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
 use http::{Request, Response};
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Sends one request and returns the whole answer, whatever its status: 4xx and 5xx are
-/// answers, not errors. Must keep every header and follow no redirects.
+/// answers, not errors. Must keep every header and follow no redirects, and should end by the
+/// [`CallDeadline`] in the request's extensions.
 ///
 /// Closures returning a `Send` future implement it, so any async HTTP client fits.
 pub trait AsyncTransport: Send + Sync {
@@ -38,28 +42,42 @@ where
     }
 }
 
-/// A PeerTube session driven over an [`AsyncTransport`], shareable across tasks.
+/// A PeerTube session driven over an [`AsyncTransport`], shareable across tasks, on any
+/// executor.
+///
+/// Every call has one deadline ([`DEFAULT_CALL_TIMEOUT`] unless set with
+/// [`AsyncClient::with_call_timeout`]) covering all of its exchanges and its wait for another
+/// caller's refresh; each exchange also has the transport's own timeout.
 pub struct AsyncClient<T> {
     transport: T,
     session: Mutex<Session>,
-    /// Held while a refresh is out, so other tasks wait for its result instead of sending a
-    /// second refresh with the same token.
-    refresh_flight: tokio::sync::Mutex<()>,
+    /// The refresh in the air, so that callers wait for it instead of sending a second refresh
+    /// with the same token.
+    flights: Flights,
     clock: Clock,
+    call_timeout: Duration,
 }
 
 impl<T> fmt::Debug for AsyncClient<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncClient")
-            .field("session", &*lock(&self.session))
+        // Never blocks: a session in use right now is not waited for.
+        let mut debug = f.debug_struct("AsyncClient");
+        match self.session.try_lock() {
+            Ok(session) => debug.field("session", &*session),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                debug.field("session", &*poisoned.into_inner())
+            }
+            Err(TryLockError::WouldBlock) => debug.field("session", &format_args!("<in use>")),
+        };
+        debug
+            .field("call_timeout", &self.call_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: AsyncTransport> AsyncClient<T> {
     /// A client for `instance` with nothing known yet.
-    // Public through `asynchronous` (feature `hyper`); the blocking client starts from a session.
-    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    #[cfg(feature = "async-client")]
     pub fn new(transport: T, instance: Instance) -> Self {
         Self::from_session(transport, Session::new(instance))
     }
@@ -70,24 +88,38 @@ impl<T: AsyncTransport> AsyncClient<T> {
         AsyncClient {
             transport,
             session: Mutex::new(session),
-            refresh_flight: tokio::sync::Mutex::new(()),
-            clock: system_clock(),
+            flights: Flights::default(),
+            clock: Arc::new(SystemTime::now),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests).
+    /// Reads the time from `clock` instead of the system clock (for tests). The clock is never
+    /// called while the session is locked, so it may read the client.
     pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
-    // The session lock is only ever taken between awaits, never across one.
+    /// Sets the deadline of each call (default [`DEFAULT_CALL_TIMEOUT`]): all of its exchanges
+    /// and its wait for another caller's refresh together.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    // The session lock is only ever taken between awaits, never across one, and never while
+    // user code (the clock, a closure) runs.
     fn session(&self) -> MutexGuard<'_, Session> {
         lock(&self.session)
     }
 
     fn now(&self) -> SystemTime {
         (self.clock)()
+    }
+
+    pub(crate) fn deadline(&self) -> CallDeadline {
+        CallDeadline::after(Instant::now(), self.call_timeout)
     }
 
     /// The instance.
@@ -105,13 +137,25 @@ impl<T: AsyncTransport> AsyncClient<T> {
         self.session().save()
     }
 
-    /// Reads the session.
+    /// Reads a copy of the session, taken now. `read` runs without any lock held, so it may use
+    /// the client; the copy is detached (the client accepts none of its handles).
     pub fn with_session<R>(&self, read: impl FnOnce(&Session) -> R) -> R {
-        read(&self.session())
+        let copy = self.session().detached_copy();
+        read(&copy)
     }
 
-    async fn exchange(&self, step: (Request<Body>, Pending)) -> Result<Event, Error> {
-        let (request, pending) = step;
+    /// Sends one step's request and hands its answer to the session.
+    async fn exchange(
+        &self,
+        step: (Request<Body>, Pending),
+        deadline: CallDeadline,
+    ) -> Result<Event, Error> {
+        let (mut request, pending) = step;
+        if deadline.has_passed(Instant::now()) {
+            self.session().abandon(pending);
+            return Err(deadline_elapsed());
+        }
+        request.extensions_mut().insert(deadline);
         let operation = pending.operation();
         let mut in_flight = InFlight {
             session: &self.session,
@@ -121,19 +165,202 @@ impl<T: AsyncTransport> AsyncClient<T> {
         let Some(pending) = in_flight.pending.take() else {
             return Err(Error::StaleResponse(operation));
         };
-        match answer {
-            Ok(response) => self.session().handle(pending, &response, self.now()),
+        let response = match answer {
+            Ok(response) => response,
             Err(error) => {
                 self.session().abandon(pending);
-                Err(Error::Transport(error))
+                return Err(Error::Transport(error));
+            }
+        };
+        let now = self.now();
+        let handled = self.session().handle(pending, &response, now);
+        if let Err(Error::StaleResponse(Operation::Login)) = handled {
+            self.revoke_orphan(&response, deadline).await;
+        }
+        handled
+    }
+
+    /// A login answer that arrived after the session changed (another login on this client won
+    /// the race) may carry a live token pair nobody will use: revoke it, so no server session is
+    /// left behind for its whole lifetime. Best effort: its outcome changes nothing here.
+    async fn revoke_orphan(&self, response: &Response<Vec<u8>>, deadline: CallDeadline) {
+        let Ok(tokens) = Parser::new().login(response, &Secrets::none()) else {
+            return;
+        };
+        let instance = self.instance();
+        let Ok(mut revoke) = request::revoke_request(&instance, &tokens.access_token) else {
+            return;
+        };
+        if !deadline.has_passed(Instant::now()) {
+            revoke.extensions_mut().insert(deadline);
+            let _ = self.transport.send(revoke).await;
+        }
+    }
+
+    pub(crate) async fn fetch_client_within(&self, deadline: CallDeadline) -> Result<(), Error> {
+        let step = self.session().fetch_client()?;
+        self.exchange(step, deadline).await.map(drop)
+    }
+
+    pub(crate) async fn login_within(
+        &self,
+        credentials: &Credentials,
+        deadline: CallDeadline,
+    ) -> Result<(), Error> {
+        let fetched = self.state() == State::NoClient;
+        if fetched {
+            self.fetch_client_within(deadline).await?;
+        }
+        let step = self.session().login(credentials)?;
+        match self.exchange(step, deadline).await {
+            Err(Error::InvalidClient(_)) if !fetched => {
+                self.fetch_client_within(deadline).await?;
+                let step = self.session().login(credentials)?;
+                self.exchange(step, deadline).await.map(drop)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    pub(crate) async fn ensure_fresh_within(&self, deadline: CallDeadline) -> Result<(), Error> {
+        // Each turn either ends, or follows a flight that ended without an outcome (its leader
+        // was cancelled, or its answer was made stale by a login or logout); the deadline
+        // bounds the turns.
+        loop {
+            let now = self.now();
+            match self
+                .flights
+                .join_or_lead(|| refresh_needed(&self.session(), now))?
+            {
+                Role::Done => return Ok(()),
+                Role::Wait(flight) => match flight.wait().await {
+                    Some(outcome) => return outcome,
+                    None => continue,
+                },
+                Role::Lead(leader) => {
+                    let step = self.session().refresh();
+                    let outcome = match step {
+                        Ok(step) => self.exchange(step, deadline).await.map(drop),
+                        Err(error) => Err(error),
+                    };
+                    if let Err(Error::StaleResponse(_)) = outcome {
+                        leader.finish(None);
+                        continue;
+                    }
+                    leader.finish(Some(outcome.clone()));
+                    return outcome;
+                }
             }
         }
     }
 
+    pub(crate) async fn access_token_within(
+        &self,
+        deadline: CallDeadline,
+    ) -> Result<AccessToken, Error> {
+        self.ensure_fresh_within(deadline).await?;
+        self.session()
+            .access_token()
+            .cloned()
+            .ok_or(Error::AccessTokenExpired)
+    }
+
+    pub(crate) async fn send_authorized_within(
+        &self,
+        request: Request<Body>,
+        deadline: CallDeadline,
+    ) -> Result<Response<Vec<u8>>, Error> {
+        let request = self.resolved(request)?;
+        let mut refreshed = false;
+        let mut sends = 0;
+        loop {
+            sends += 1;
+            let (ticket, response) = self
+                .send_with_token(copy_request(&request), deadline)
+                .await?;
+            // `Some(whether the dead token was still ours)` when the token on it was dead.
+            let dead = {
+                let mut session = self.session();
+                session
+                    .observe(&ticket, &response)
+                    .then(|| session.is_current(&ticket))
+            };
+            match dead {
+                None => return Ok(response),
+                Some(_) if sends == MAX_SENDS => return Ok(response),
+                // Our own token died again after the one refresh: give the answer back.
+                Some(true) if refreshed => return Ok(response),
+                Some(ours) => refreshed |= ours,
+            }
+        }
+    }
+
+    /// A request for a path only (`/api/v1/users/me`) is for this instance.
+    fn resolved(&self, mut request: Request<Body>) -> Result<Request<Body>, Error> {
+        let uri = request.uri();
+        if uri.scheme().is_none() && uri.authority().is_none() {
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let full = self.session().instance().uri(path)?;
+            *request.uri_mut() = full;
+        }
+        Ok(request)
+    }
+
+    /// Puts a fresh token on `request` and sends it. If the token is found dead between the
+    /// freshness check and `authorize` (another caller saw a 401 for it), waits for that
+    /// refresh and tries again.
+    async fn send_with_token(
+        &self,
+        mut request: Request<Body>,
+        deadline: CallDeadline,
+    ) -> Result<(Authorized, Response<Vec<u8>>), Error> {
+        let mut tries = 0;
+        let ticket = loop {
+            tries += 1;
+            self.ensure_fresh_within(deadline).await?;
+            let now = self.now();
+            let authorized = self.session().authorize(&mut request, now);
+            match authorized {
+                Err(Error::AccessTokenExpired) if tries < MAX_AUTHORIZE_TRIES => continue,
+                other => break other?,
+            }
+        };
+        if deadline.has_passed(Instant::now()) {
+            return Err(deadline_elapsed());
+        }
+        request.extensions_mut().insert(deadline);
+        let response = self
+            .transport
+            .send(request)
+            .await
+            .map_err(Error::Transport)?;
+        Ok((ticket, response))
+    }
+
+    pub(crate) async fn logout_within(
+        &self,
+        deadline: CallDeadline,
+    ) -> Result<Option<String>, Error> {
+        self.ensure_fresh_within(deadline).await?;
+        let step = self.session().logout()?;
+        let event = match self.exchange(step, deadline).await {
+            Err(Error::InvalidToken(_)) => {
+                self.ensure_fresh_within(deadline).await?;
+                let step = self.session().logout()?;
+                self.exchange(step, deadline).await?
+            }
+            other => other?,
+        };
+        Ok(logout_redirect(event))
+    }
+}
+
+#[cfg(feature = "async-client")]
+impl<T: AsyncTransport> AsyncClient<T> {
     /// Fetches the instance's OAuth client pair.
     pub async fn fetch_client(&self) -> Result<(), Error> {
-        let step = self.session().fetch_client()?;
-        self.exchange(step).await.map(drop)
+        let deadline = self.deadline();
+        within(deadline, self.fetch_client_within(deadline)).await
     }
 
     /// Logs in, fetching the client pair first when the session has none. If a cached pair is
@@ -141,25 +368,17 @@ impl<T: AsyncTransport> AsyncClient<T> {
     ///
     /// [`Error::TwoFactorRequired`] means: call again with
     /// [`Credentials::with_otp`], or use [`AsyncClient::login_with_otp_prompt`].
+    /// [`Error::StaleResponse`] means another login on this client finished first: that one's
+    /// session is kept, and the tokens this one got were revoked.
     pub async fn login(&self, credentials: &Credentials) -> Result<(), Error> {
-        let fetched = self.state() == State::NoClient;
-        if fetched {
-            self.fetch_client().await?;
-        }
-        let step = self.session().login(credentials)?;
-        match self.exchange(step).await {
-            Err(Error::InvalidClient(_)) if !fetched => {
-                self.fetch_client().await?;
-                let step = self.session().login(credentials)?;
-                self.exchange(step).await.map(drop)
-            }
-            other => other.map(drop),
-        }
+        let deadline = self.deadline();
+        within(deadline, self.login_within(credentials, deadline)).await
     }
 
     /// Logs in, and if the server asks for a two-factor code, awaits `ask_otp` once and logs
     /// in again with it (no second password prompt). `None` gives up with
-    /// [`Error::TwoFactorRequired`].
+    /// [`Error::TwoFactorRequired`]. Each login has its own deadline; the time `ask_otp` takes
+    /// is not counted.
     pub async fn login_with_otp_prompt<F>(
         &self,
         credentials: &Credentials,
@@ -178,90 +397,50 @@ impl<T: AsyncTransport> AsyncClient<T> {
     }
 
     /// Refreshes the token pair if it is due (near expiry, expired, or reported dead). Tasks
-    /// that need it meanwhile wait for this one refresh instead of sending their own.
-    /// [`Error::LoginRequired`] when the refresh token is no longer valid.
+    /// that need it meanwhile wait for this one refresh instead of sending their own, and get
+    /// its outcome: [`Error::LoginRequired`] for all of them when the refresh token is no
+    /// longer valid, the same transport error when it failed on the way.
     pub async fn ensure_fresh(&self) -> Result<(), Error> {
-        if !refresh_needed(&self.session(), self.now())? {
-            return Ok(());
-        }
-        let _flight = self.refresh_flight.lock().await;
-        // Another task may have refreshed while this one waited.
-        if !refresh_needed(&self.session(), self.now())? {
-            return Ok(());
-        }
-        let step = self.session().refresh()?;
-        self.exchange(step).await.map(drop)
+        let deadline = self.deadline();
+        within(deadline, self.ensure_fresh_within(deadline)).await
     }
 
     /// A valid access token, refreshed first if due.
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
-        self.ensure_fresh().await?;
-        self.session()
-            .access_token()
-            .cloned()
-            .ok_or(Error::AccessTokenExpired)
+        let deadline = self.deadline();
+        within(deadline, self.access_token_within(deadline)).await
     }
 
-    /// Sends any other PeerTube API request with the access token. If the answer is 401
-    /// `invalid_token`, refreshes once and retries; if the token on it had meanwhile been
-    /// replaced by another caller's refresh, retries with the new token. At most three sends;
-    /// the last answer is returned whatever its status.
+    /// Sends any other PeerTube API request with the access token; a request for a path only
+    /// (`/api/v1/users/me`) goes to this instance. If the answer is 401 `invalid_token`,
+    /// refreshes once and retries; if the token on it had meanwhile been replaced by another
+    /// caller's refresh, retries with the new token. At most three sends; the last answer is
+    /// returned whatever its status.
     pub async fn send_authorized(
         &self,
         request: Request<Body>,
     ) -> Result<Response<Vec<u8>>, Error> {
-        self.ensure_fresh().await?;
-        let mut refreshed = false;
-        let mut sends = 0;
-        loop {
-            sends += 1;
-            let (ticket, response) = self.send_with_token(copy_request(&request)).await?;
-            // `Some(whether the dead token was still ours)` when the token on it was dead.
-            let dead = {
-                let mut session = self.session();
-                session
-                    .observe(&ticket, &response)
-                    .then(|| session.is_current(&ticket))
-            };
-            match dead {
-                None => return Ok(response),
-                Some(_) if sends == MAX_SENDS => return Ok(response),
-                // Our own token died again after the one refresh: give the answer back.
-                Some(true) if refreshed => return Ok(response),
-                Some(ours) => refreshed |= ours,
-            }
-            self.ensure_fresh().await?;
-        }
-    }
-
-    async fn send_with_token(
-        &self,
-        mut request: Request<Body>,
-    ) -> Result<(Authorized, Response<Vec<u8>>), Error> {
-        let ticket = self.session().authorize(&mut request, self.now())?;
-        let response = self
-            .transport
-            .send(request)
-            .await
-            .map_err(Error::Transport)?;
-        Ok((ticket, response))
+        let deadline = self.deadline();
+        within(deadline, self.send_authorized_within(request, deadline)).await
     }
 
     /// Logs out (refreshing first if the access token is expired, since an expired token cannot
     /// be revoked). Returns the `redirectUrl` an auth plugin may send.
     pub async fn logout(&self) -> Result<Option<String>, Error> {
-        self.ensure_fresh().await?;
-        let step = self.session().logout()?;
-        let event = match self.exchange(step).await {
-            Err(Error::InvalidToken(_)) => {
-                self.ensure_fresh().await?;
-                let step = self.session().logout()?;
-                self.exchange(step).await?
-            }
-            other => other?,
-        };
-        Ok(logout_redirect(event))
+        let deadline = self.deadline();
+        within(deadline, self.logout_within(deadline)).await
     }
+}
+
+/// Runs `call` until `deadline`, then drops it (every step is safe to drop: see [`InFlight`])
+/// and ends with a timeout.
+#[cfg(feature = "async-client")]
+async fn within<R>(
+    deadline: CallDeadline,
+    call: impl Future<Output = Result<R, Error>>,
+) -> Result<R, Error> {
+    let remaining = deadline.remaining(Instant::now());
+    crate::driver::at_most(remaining, call, || Err(deadline_elapsed())).await
 }
 
 /// A step whose answer has not been handled yet. If its future is dropped first (the caller's
@@ -287,9 +466,10 @@ impl Drop for InFlight<'_> {
 /// refresh.
 const MAX_SENDS: usize = 3;
 
-fn system_clock() -> Clock {
-    Arc::new(SystemTime::now)
-}
+/// How many times one send looks for a usable token. A token found dead between the freshness
+/// check and `authorize` is waited for once more; a server handing out tokens that are dead on
+/// arrival must not keep a caller refreshing.
+const MAX_AUTHORIZE_TRIES: usize = 3;
 
 /// A panic elsewhere while holding the lock leaves a session that is still consistent (every
 /// change happens in one `handle` call), so keep using it.

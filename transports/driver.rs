@@ -1,11 +1,117 @@
-//! What the clients and the transports share: the default timeout and the clock type.
+//! What the clients and the transports share: the default timeouts, the clock type, and the
+//! call deadline every request of a high-level call carries.
 
+use crate::error::{Error, TransportError, TransportErrorKind};
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-/// The default timeout of one whole exchange (connect, send, receive the whole answer).
+/// The default timeout of one exchange (connect, send, receive the whole answer) in this
+/// crate's transports.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default deadline of one high-level call (`login`, `send_authorized`, `logout`…), which
+/// may run several exchanges in a row: fetching the client pair, a refresh, a retry.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a driver reads the time. The core never reads it; drivers do, through this, so tests
 /// can give them a fixed or fake clock.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The moment the high-level call that sent a request must be over. The drivers put it in the
+/// extensions of every request they hand to a transport; this crate's transports shorten their
+/// own timeout to it, and a transport of yours should too:
+///
+/// ```
+/// # #[cfg(feature = "blocking-client")] {
+/// use peertube_session::blocking::CallDeadline;
+/// use std::time::{Duration, Instant};
+///
+/// fn timeout_for<B>(request: &http::Request<B>, own: Duration) -> Duration {
+///     match request.extensions().get::<CallDeadline>() {
+///         Some(deadline) => own.min(deadline.remaining(Instant::now())),
+///         None => own,
+///     }
+/// }
+/// let request = http::Request::new(());
+/// assert_eq!(timeout_for(&request, Duration::from_secs(30)), Duration::from_secs(30));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallDeadline(Instant);
+
+impl CallDeadline {
+    /// The deadline `timeout` after `now`.
+    pub fn after(now: Instant, timeout: Duration) -> Self {
+        // An unrepresentable instant (a timeout of centuries) means no deadline in practice.
+        CallDeadline(
+            now.checked_add(timeout)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
+        )
+    }
+
+    /// When the call must be over.
+    pub fn at(&self) -> Instant {
+        self.0
+    }
+
+    /// The time left at `now`; zero once it has passed.
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.0.saturating_duration_since(now)
+    }
+
+    /// Whether it has passed at `now`.
+    pub fn has_passed(&self, now: Instant) -> bool {
+        now >= self.0
+    }
+}
+
+/// The cause of the [`TransportErrorKind::Timeout`] a high-level call ends with when its
+/// deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadlineElapsed;
+
+impl fmt::Display for DeadlineElapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the call's deadline passed")
+    }
+}
+
+impl std::error::Error for DeadlineElapsed {}
+
+/// The error of a call whose deadline passed.
+pub(crate) fn deadline_elapsed() -> Error {
+    Error::Transport(TransportError::new(
+        TransportErrorKind::Timeout,
+        DeadlineElapsed,
+    ))
+}
+
+/// Runs `work` for at most `timeout`; past it, drops `work` and answers `late()`. The timer is
+/// runtime-agnostic (a helper thread wakes it), so this works on any executor, and on a tokio
+/// runtime built without `enable_time`.
+#[cfg(feature = "async-client")]
+pub(crate) async fn at_most<R>(
+    timeout: Duration,
+    work: impl std::future::Future<Output = R>,
+    late: impl FnOnce() -> R,
+) -> R {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut work = std::pin::pin!(work);
+    let mut timer = std::pin::pin!(futures_timer::Delay::new(timeout));
+    let mut late = Some(late);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(output);
+        }
+        match (timer.as_mut().poll(cx), late.take()) {
+            (Poll::Ready(()), Some(late)) => Poll::Ready(late()),
+            (_, late_again) => {
+                late = late_again;
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}

@@ -2,7 +2,7 @@
 //! status, no redirects (hyper follows none), a timeout and a body cap.
 
 use crate::asynchronous::AsyncTransport;
-use crate::driver::DEFAULT_TIMEOUT;
+use crate::driver::{CallDeadline, DEFAULT_TIMEOUT, at_most};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
 use crate::response::DEFAULT_BODY_LIMIT;
@@ -16,7 +16,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The connector of [`HyperTransport::new`]: https (rustls with the ring provider and the
 /// webpki roots) or plain http.
@@ -24,6 +24,10 @@ pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Sends requests with hyper-util's client. Bring your own client (any connector: a proxy,
 /// another TLS stack, a Unix socket) with [`HyperTransport::with_client`].
+///
+/// It needs a tokio runtime to spawn its connections on (the `rt` part: a runtime built
+/// without `enable_time` is fine). Its timeout uses a runtime-agnostic timer, shortened to the
+/// call's [`CallDeadline`] when that leaves less.
 #[derive(Debug, Clone)]
 pub struct HyperTransport<C> {
     client: Client<C, Full<Bytes>>,
@@ -80,6 +84,10 @@ where
         &self,
         request: Request<Body>,
     ) -> impl Future<Output = Result<Response<Vec<u8>>, TransportError>> + Send {
+        let timeout = match request.extensions().get::<CallDeadline>() {
+            Some(deadline) => self.timeout.min(deadline.remaining(Instant::now())),
+            None => self.timeout,
+        };
         let request = request.map(|body| Full::new(Bytes::from(body.into_vec())));
         let exchange = async move {
             let response = self
@@ -95,11 +103,9 @@ where
                 .to_bytes();
             Ok(Response::from_parts(parts, body.to_vec()))
         };
-        async move {
-            tokio::time::timeout(self.timeout, exchange)
-                .await
-                .unwrap_or_else(|_| Err(TransportError::of_kind(TransportErrorKind::Timeout)))
-        }
+        at_most(timeout, exchange, || {
+            Err(TransportError::of_kind(TransportErrorKind::Timeout))
+        })
     }
 }
 
@@ -117,6 +123,10 @@ fn classify(error: Box<dyn StdError + Send + Sync>) -> TransportError {
             break;
         }
         if let Some(hyper) = current.downcast_ref::<hyper::Error>() {
+            if hyper.is_parse() || hyper.is_parse_status() {
+                kind = TransportErrorKind::Protocol;
+                break;
+            }
             if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
                 kind = TransportErrorKind::ConnectionClosed;
                 break;

@@ -5,11 +5,16 @@
 //! ([`DEFAULT_BODY_LIMIT`], 64 KiB unless set with [`Parser::with_body_limit`]) are refused
 //! before parsing, and error answers keep the status, PeerTube's `code`, `detail` and
 //! `Retry-After`.
+//!
+//! Every parser is told the [`Secrets`] of the request it answers and removes them from any
+//! server text that goes into an error (see [`Secrets`] for the rule).
 
 mod problem;
+mod redact;
 mod success;
 
 pub use problem::parse_error;
+pub use redact::{MIN_PARTIAL_ECHO, Secrets};
 pub use success::{RevokeResponse, TokenResponse};
 
 use crate::error::{Error, Operation};
@@ -54,34 +59,52 @@ impl Parser {
     pub fn oauth_client<B: AsRef<[u8]>>(
         &self,
         response: &Response<B>,
+        secrets: &Secrets<'_>,
     ) -> Result<OAuthClient, Error> {
-        let body = self.success_body(response, Operation::FetchClient)?;
+        let body = self.success_body(response, Operation::FetchClient, secrets)?;
         success::oauth_client(response.status(), body)
     }
 
     /// See [`parse_login`].
-    pub fn login<B: AsRef<[u8]>>(&self, response: &Response<B>) -> Result<TokenResponse, Error> {
-        let body = self.success_body(response, Operation::Login)?;
+    pub fn login<B: AsRef<[u8]>>(
+        &self,
+        response: &Response<B>,
+        secrets: &Secrets<'_>,
+    ) -> Result<TokenResponse, Error> {
+        let body = self.success_body(response, Operation::Login, secrets)?;
         success::token(response.status(), body)
     }
 
     /// See [`parse_refresh`].
-    pub fn refresh<B: AsRef<[u8]>>(&self, response: &Response<B>) -> Result<TokenResponse, Error> {
-        let body = self.success_body(response, Operation::Refresh)?;
+    pub fn refresh<B: AsRef<[u8]>>(
+        &self,
+        response: &Response<B>,
+        secrets: &Secrets<'_>,
+    ) -> Result<TokenResponse, Error> {
+        let body = self.success_body(response, Operation::Refresh, secrets)?;
         success::token(response.status(), body)
     }
 
     /// See [`parse_revoke`].
-    pub fn revoke<B: AsRef<[u8]>>(&self, response: &Response<B>) -> Result<RevokeResponse, Error> {
-        let body = self.success_body(response, Operation::Logout)?;
+    pub fn revoke<B: AsRef<[u8]>>(
+        &self,
+        response: &Response<B>,
+        secrets: &Secrets<'_>,
+    ) -> Result<RevokeResponse, Error> {
+        let body = self.success_body(response, Operation::Logout, secrets)?;
         Ok(success::revoke(body))
     }
 
     /// The error an answer to `operation` stands for, whatever its status. See
     /// [`error_for`].
-    pub fn error<B: AsRef<[u8]>>(&self, operation: Operation, response: &Response<B>) -> Error {
+    pub fn error<B: AsRef<[u8]>>(
+        &self,
+        operation: Operation,
+        response: &Response<B>,
+        secrets: &Secrets<'_>,
+    ) -> Error {
         match self.capped(response) {
-            Ok(body) => problem::classify(operation, problem::read(response, body)),
+            Ok(body) => problem::classify(operation, problem::read(response, body, secrets)),
             Err(too_large) => too_large,
         }
     }
@@ -91,12 +114,16 @@ impl Parser {
         &self,
         response: &'r Response<B>,
         operation: Operation,
+        secrets: &Secrets<'_>,
     ) -> Result<&'r [u8], Error> {
         let body = self.capped(response)?;
         if response.status().is_success() {
             Ok(body)
         } else {
-            Err(problem::classify(operation, problem::read(response, body)))
+            Err(problem::classify(
+                operation,
+                problem::read(response, body, secrets),
+            ))
         }
     }
 
@@ -114,35 +141,53 @@ impl Parser {
 }
 
 /// `GET /api/v1/oauth-clients/local`: 200 `{"client_id": "…", "client_secret": "…"}`.
-/// A 403 is [`Error::ClientForbiddenForHost`].
-pub fn parse_oauth_client<B: AsRef<[u8]>>(response: &Response<B>) -> Result<OAuthClient, Error> {
-    Parser::new().oauth_client(response)
+/// A 403 is [`Error::ClientForbiddenForHost`]. The request carries no secret, but a session
+/// that already knows some (an earlier client pair) passes them in `secrets`.
+pub fn parse_oauth_client<B: AsRef<[u8]>>(
+    response: &Response<B>,
+    secrets: &Secrets<'_>,
+) -> Result<OAuthClient, Error> {
+    Parser::new().oauth_client(response, secrets)
 }
 
 /// The answer to a password grant: the token pair, or [`Error::TwoFactorRequired`],
 /// [`Error::InvalidTwoFactor`], [`Error::BadCredentials`], [`Error::AccountUnavailable`],
-/// [`Error::InvalidClient`], [`Error::RateLimited`]…
-pub fn parse_login<B: AsRef<[u8]>>(response: &Response<B>) -> Result<TokenResponse, Error> {
-    Parser::new().login(response)
+/// [`Error::InvalidClient`], [`Error::RateLimited`]… Pass [`Secrets::for_login`].
+pub fn parse_login<B: AsRef<[u8]>>(
+    response: &Response<B>,
+    secrets: &Secrets<'_>,
+) -> Result<TokenResponse, Error> {
+    Parser::new().login(response, secrets)
 }
 
 /// The answer to a refresh grant: the new token pair (the old one is dead), or
-/// [`Error::LoginRequired`] when the refresh token is no longer valid.
-pub fn parse_refresh<B: AsRef<[u8]>>(response: &Response<B>) -> Result<TokenResponse, Error> {
-    Parser::new().refresh(response)
+/// [`Error::LoginRequired`] when the refresh token is no longer valid. Pass
+/// [`Secrets::for_refresh`].
+pub fn parse_refresh<B: AsRef<[u8]>>(
+    response: &Response<B>,
+    secrets: &Secrets<'_>,
+) -> Result<TokenResponse, Error> {
+    Parser::new().refresh(response, secrets)
 }
 
 /// The answer to `POST /api/v1/users/revoke-token`: any 2xx means the token pair is revoked
 /// (PeerTube sends 200 `{"success":true}`, with `redirectUrl` when an auth plugin wants the user
 /// sent somewhere; an empty body is accepted too). 401 `invalid_token` is
-/// [`Error::InvalidToken`]: an expired token cannot be revoked.
-pub fn parse_revoke<B: AsRef<[u8]>>(response: &Response<B>) -> Result<RevokeResponse, Error> {
-    Parser::new().revoke(response)
+/// [`Error::InvalidToken`]: an expired token cannot be revoked. Pass [`Secrets::for_bearer`].
+pub fn parse_revoke<B: AsRef<[u8]>>(
+    response: &Response<B>,
+    secrets: &Secrets<'_>,
+) -> Result<RevokeResponse, Error> {
+    Parser::new().revoke(response, secrets)
 }
 
 /// The typed error any answer to `operation` stands for, read as an error whatever its status.
-/// Use it for answers to other API calls too (with [`Operation::Authorize`]): a 401
-/// `invalid_token` there is [`Error::InvalidToken`].
-pub fn error_for<B: AsRef<[u8]>>(operation: Operation, response: &Response<B>) -> Error {
-    Parser::new().error(operation, response)
+/// Use it for answers to other API calls too (with [`Operation::Authorize`] and
+/// [`Secrets::for_bearer`]): a 401 `invalid_token` there is [`Error::InvalidToken`].
+pub fn error_for<B: AsRef<[u8]>>(
+    operation: Operation,
+    response: &Response<B>,
+    secrets: &Secrets<'_>,
+) -> Error {
+    Parser::new().error(operation, response, secrets)
 }

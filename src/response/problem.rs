@@ -2,6 +2,7 @@
 //! bodies that are not JSON at all (the rate limiter's plain text, a proxy's HTML).
 
 use super::DEFAULT_BODY_LIMIT;
+use super::redact::{Secrets, redact};
 use crate::error::{Error, ErrorCode, Operation, RateLimitInfo, ServerError};
 use crate::request::OTP_HEADER;
 use http::header::RETRY_AFTER;
@@ -18,14 +19,15 @@ const MAX_EXCERPT_CHARS: usize = 160;
 /// Reads any response as an error answer: status, `code`, `detail` (or the legacy `error`),
 /// `Retry-After`, the `X-RateLimit-*` headers and the `x-peertube-otp` signal. A body that is not
 /// problem+json leaves a short printable excerpt instead; a body over the default cap is not read.
-pub fn parse_error<B: AsRef<[u8]>>(response: &Response<B>) -> ServerError {
+/// The `secrets` of the request it answers are removed from both (see [`Secrets`]).
+pub fn parse_error<B: AsRef<[u8]>>(response: &Response<B>, secrets: &Secrets<'_>) -> ServerError {
     let body = response.body().as_ref();
     let body = if body.len() > DEFAULT_BODY_LIMIT {
         &[][..]
     } else {
         body
     };
-    read(response, body)
+    read(response, body, secrets)
 }
 
 /// The members of RFC 7807 problem+json that PeerTube sends. Each is read leniently: a member of
@@ -111,7 +113,7 @@ const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit"
 const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-pub(super) fn read<B>(response: &Response<B>, body: &[u8]) -> ServerError {
+pub(super) fn read<B>(response: &Response<B>, body: &[u8], secrets: &Secrets<'_>) -> ServerError {
     let headers = response.headers();
     let mut error = ServerError {
         status: response.status(),
@@ -138,11 +140,12 @@ pub(super) fn read<B>(response: &Response<B>, body: &[u8]) -> ServerError {
                 .detail
                 .0
                 .or(problem.error.0)
-                .map(|text| printable(text, MAX_DETAIL_CHARS))
+                .map(|text| printable(redact(&text, secrets), MAX_DETAIL_CHARS))
                 .filter(|text| !text.is_empty());
         }
         Err(_) => {
-            error.excerpt = Some(printable(String::from_utf8_lossy(body), MAX_EXCERPT_CHARS))
+            let text = String::from_utf8_lossy(body);
+            error.excerpt = Some(printable(redact(&text, secrets), MAX_EXCERPT_CHARS))
                 .filter(|text| !text.is_empty())
         }
     }

@@ -8,7 +8,7 @@ pub use saved::{SavedSession, SavedTokens};
 use crate::error::{Error, ErrorCode, Operation};
 use crate::instance::Instance;
 use crate::request::{self, Body, Credentials, OAuthClient};
-use crate::response::Parser;
+use crate::response::{Parser, Secrets};
 use crate::secret::{AccessToken, RefreshToken};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
@@ -84,6 +84,8 @@ pub enum Event {
 pub struct Pending {
     operation: Operation,
     ticket: Ticket,
+    /// A login's credentials, so that an error answer echoing them can be redacted.
+    credentials: Option<Box<Credentials>>,
 }
 
 impl Pending {
@@ -116,7 +118,13 @@ static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 /// Each operation checks the state and returns the request to send plus a [`Pending`] handle;
 /// [`Session::handle`] is the only place the state changes. See the crate docs for a complete
 /// walk through a session.
-#[derive(Debug, Clone)]
+///
+/// A `Session` is not `Clone`: it owns its refresh token, and PeerTube accepts each refresh
+/// token once, so two copies that could both refresh would lose the login or leak a server
+/// session. Each `Session` has its own identity, and only accepts the [`Pending`] handles and
+/// [`Authorized`] tickets it issued. To keep a copy, [`Session::save`] it; to share one, put it
+/// in a `Mutex` or use a driver.
+#[derive(Debug)]
 pub struct Session {
     instance: Instance,
     client: Option<OAuthClient>,
@@ -258,7 +266,9 @@ impl Session {
         })?;
         let client = self.client_or(Operation::Login)?;
         let request = request::password_grant_request(&self.instance, client, credentials)?;
-        Ok((request, self.pending(Operation::Login)))
+        let mut pending = self.pending(Operation::Login);
+        pending.credentials = Some(Box::new(credentials.clone()));
+        Ok((request, pending))
     }
 
     /// The refresh grant, from [`State::LoggedIn`]. Only one refresh may be in flight: PeerTube
@@ -344,7 +354,10 @@ impl Session {
         if response.status() != StatusCode::UNAUTHORIZED {
             return false;
         }
-        let dead = self.parser.error(Operation::Authorize, response).code()
+        let dead = self
+            .parser
+            .error(Operation::Authorize, response, &self.secrets(None))
+            .code()
             == Some(&ErrorCode::InvalidToken);
         if dead && authorized.ticket == self.ticket() {
             if let Some(tokens) = &mut self.tokens {
@@ -381,7 +394,7 @@ impl Session {
         }
         match pending.operation {
             Operation::FetchClient => self.handle_client(response),
-            Operation::Login => self.handle_login(response, now),
+            Operation::Login => self.handle_login(response, pending.credentials.as_deref(), now),
             Operation::Refresh => self.handle_refresh(response, now),
             Operation::Logout => self.handle_logout(response),
             Operation::Authorize => Err(self.invalid_state(Operation::Authorize)),
@@ -389,10 +402,7 @@ impl Session {
     }
 
     fn handle_client<B: AsRef<[u8]>>(&mut self, response: &Response<B>) -> Result<Event, Error> {
-        let client = self
-            .parser
-            .oauth_client(response)
-            .map_err(|error| self.redacted(error))?;
+        let client = self.parser.oauth_client(response, &self.secrets(None))?;
         self.client = Some(client);
         self.new_generation();
         Ok(Event::ClientFetched)
@@ -401,9 +411,10 @@ impl Session {
     fn handle_login<B: AsRef<[u8]>>(
         &mut self,
         response: &Response<B>,
+        credentials: Option<&Credentials>,
         now: SystemTime,
     ) -> Result<Event, Error> {
-        match self.parser.login(response) {
+        match self.parser.login(response, &self.secrets(credentials)) {
             Ok(answer) => {
                 self.tokens = Some(Tokens::issued(answer, unix_secs(now)));
                 self.logged_out = false;
@@ -420,7 +431,7 @@ impl Session {
         now: SystemTime,
     ) -> Result<Event, Error> {
         self.refresh_in_flight = false;
-        match self.parser.refresh(response) {
+        match self.parser.refresh(response, &self.secrets(None)) {
             Ok(answer) => {
                 // Both tokens are replaced at once: the old pair is dead on the server.
                 self.tokens = Some(Tokens::issued(answer, unix_secs(now)));
@@ -432,7 +443,7 @@ impl Session {
     }
 
     fn handle_logout<B: AsRef<[u8]>>(&mut self, response: &Response<B>) -> Result<Event, Error> {
-        match self.parser.revoke(response) {
+        match self.parser.revoke(response, &self.secrets(None)) {
             Ok(answer) => {
                 self.tokens = None;
                 self.logged_out = true;
@@ -445,10 +456,8 @@ impl Session {
         }
     }
 
-    /// The state changes an error answer calls for. Redacts first, while the session still
-    /// knows every secret the answer could echo.
+    /// The state changes an error answer calls for (already redacted by the parser).
     fn after_error(&mut self, error: Error) -> Error {
-        let error = self.redacted(error);
         match &error {
             Error::LoginRequired(_) => {
                 self.tokens = None;
@@ -469,21 +478,22 @@ impl Session {
         error
     }
 
-    /// In case a server or proxy echoes what it was sent, the secrets this session knows never
-    /// leave it inside an error.
-    fn redacted(&self, mut error: Error) -> Error {
-        let mut secrets: Vec<&str> = Vec::with_capacity(3);
+    /// Every secret this session knows, plus a login's credentials: in case a server or proxy
+    /// echoes what it was sent, none of them leaves the session inside an error.
+    fn secrets<'a>(&'a self, credentials: Option<&'a Credentials>) -> Secrets<'a> {
+        let mut secrets = Secrets::none();
         if let Some(client) = &self.client {
-            secrets.push(client.client_secret.expose_secret());
+            secrets = secrets.client(client);
         }
         if let Some(tokens) = &self.tokens {
-            secrets.push(tokens.access.expose_secret());
-            secrets.push(tokens.refresh.expose_secret());
+            secrets = secrets
+                .access_token(&tokens.access)
+                .refresh_token(&tokens.refresh);
         }
-        if let Some(server_error) = error.server_error_mut() {
-            server_error.redact(&secrets);
+        if let Some(credentials) = credentials {
+            secrets = secrets.credentials(credentials);
         }
-        error
+        secrets
     }
 
     // ----- helpers -----
@@ -499,6 +509,27 @@ impl Session {
         Pending {
             operation,
             ticket: self.ticket(),
+            credentials: None,
+        }
+    }
+
+    /// A copy to read, with an identity of its own, so that it accepts none of this session's
+    /// handles and this session none of its handles.
+    #[cfg_attr(
+        not(any(feature = "async-client", feature = "blocking-client")),
+        allow(dead_code)
+    )]
+    pub(crate) fn detached_copy(&self) -> Session {
+        Session {
+            instance: self.instance.clone(),
+            client: self.client.clone(),
+            tokens: self.tokens.clone(),
+            logged_out: self.logged_out,
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            generation: 0,
+            refresh_in_flight: self.refresh_in_flight,
+            refresh_margin: self.refresh_margin,
+            parser: self.parser,
         }
     }
 

@@ -91,7 +91,9 @@ impl Session {
     }
 
     /// A session from its saved form, checked for consistency: a known version, a valid
-    /// instance URL, tokens only with a client pair, and tokens that can be sent.
+    /// instance URL, a client pair with a non-empty id and secret, tokens only with a client
+    /// pair, and tokens that can be sent. The restored session is a new identity: it accepts no
+    /// [`Pending`](super::Pending) handle of the session that was saved.
     pub fn restore(saved: SavedSession) -> Result<Session, Error> {
         if saved.version != VERSION {
             return Err(Error::InvalidSavedSession("unknown format version"));
@@ -101,6 +103,13 @@ impl Session {
         } else {
             Instance::new(&saved.instance)?
         };
+        if saved.client.as_ref().is_some_and(|client| {
+            client.client_id.is_empty() || client.client_secret.expose_secret().is_empty()
+        }) {
+            return Err(Error::InvalidSavedSession(
+                "the OAuth client pair has an empty client_id or client_secret",
+            ));
+        }
         if saved.tokens.is_some() && saved.client.is_none() {
             return Err(Error::InvalidSavedSession(
                 "tokens without an OAuth client pair",
