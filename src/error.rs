@@ -341,6 +341,9 @@ pub enum UrlError {
     /// No host.
     #[error("the URL has no host")]
     MissingHost,
+    /// A port that is empty, 0, or above 65535.
+    #[error("the port must be a number from 1 to 65535")]
+    BadPort,
     /// A `user:password@` part.
     #[error("the URL must not contain a user name or password")]
     HasUserinfo,
@@ -350,8 +353,9 @@ pub enum UrlError {
     /// A `#fragment`.
     #[error("the URL must not contain a fragment")]
     HasFragment,
-    /// A path that is not a plain prefix (`..`, `.`, empty segments, or characters a URI
-    /// path cannot hold).
+    /// A path that is not a plain prefix (`..`, `.`, also percent-encoded, empty segments, or
+    /// characters a URI path cannot hold); for [`Instance::uri`](crate::Instance::uri), a
+    /// dot segment or a fragment.
     #[error("the URL path must be a plain prefix like /peertube")]
     BadPath,
 }

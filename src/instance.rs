@@ -69,6 +69,21 @@ impl Instance {
         if authority.host().is_empty() {
             return Err(UrlError::MissingHost);
         }
+        // `http::Uri` accepts any digits as a port (and an empty one), and reads an out-of-range
+        // port as none at all, which would send the request to the scheme's default port.
+        // (The user-info part was refused above, so the authority is `host[:port]`.)
+        let port = authority
+            .as_str()
+            .get(authority.host().len()..)
+            .unwrap_or_default();
+        if !port.is_empty()
+            && port
+                .strip_prefix(':')
+                .and_then(|digits| digits.parse::<u16>().ok())
+                .is_none_or(|port| port == 0)
+        {
+            return Err(UrlError::BadPort);
+        }
         if uri.query().is_some() {
             return Err(UrlError::HasQuery);
         }
@@ -83,7 +98,7 @@ impl Instance {
         if prefix
             .split('/')
             .skip(1)
-            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+            .any(|segment| segment.is_empty() || is_dot_segment(segment))
         {
             return Err(UrlError::BadPath);
         }
@@ -112,8 +127,27 @@ impl Instance {
     }
 
     /// The URI of an API path on this instance, e.g. `uri("/api/v1/users/me")`. The path may
-    /// carry a query.
+    /// carry a query. A fragment (`#…`, which HTTP never sends) and dot segments (`.`, `..`,
+    /// also percent-encoded as `%2e`), which could climb out of the instance's path, are
+    /// refused with [`UrlError::BadPath`].
+    ///
+    /// ```
+    /// use peertube_session::Instance;
+    ///
+    /// let instance = Instance::new("https://example.org/peertube")?;
+    /// assert_eq!(instance.uri("api/v1/config")?.path(), "/peertube/api/v1/config");
+    /// assert!(instance.uri("/../../etc/passwd").is_err());
+    /// assert!(instance.uri("/api/v1/%2E%2e/x").is_err());
+    /// assert!(instance.uri("/api/v1/videos#top").is_err());
+    /// # Ok::<(), peertube_session::Error>(())
+    /// ```
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, Error> {
+        let path = path_and_query
+            .split_once('?')
+            .map_or(path_and_query, |(path, _)| path);
+        if path_and_query.contains('#') || path.split('/').any(is_dot_segment) {
+            return Err(Error::InvalidUrl(UrlError::BadPath));
+        }
         let separator = if path_and_query.starts_with('/') {
             ""
         } else {
@@ -148,6 +182,13 @@ impl Instance {
             && authority.host().eq_ignore_ascii_case(self.authority.host())
             && effective_port(scheme, authority) == effective_port(&self.scheme, &self.authority)
     }
+}
+
+/// `.` or `..`, written plainly or percent-encoded (`%2e`, `.%2E`, …): servers and proxies
+/// normalise both away, climbing out of the path they are in.
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
 }
 
 fn effective_port(scheme: &Scheme, authority: &Authority) -> Option<u16> {

@@ -103,3 +103,56 @@ fn same_origin_compares_scheme_host_and_port() {
     assert!(!same("https://video.example.org.evil.net/api"));
     assert!(!same("http://video.example.org/api"));
 }
+
+#[test]
+fn ports_outside_1_to_65535_and_empty_ports_are_refused() {
+    for url in [
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:65536",
+        "http://127.0.0.1:0",
+        "http://127.0.0.1:",
+        "https://video.example.org:",
+    ] {
+        assert_eq!(rejected(url), UrlError::BadPort, "{url}");
+    }
+    assert_eq!(
+        Instance::new("http://127.0.0.1:65535").unwrap().authority(),
+        "127.0.0.1:65535"
+    );
+    // The out-of-range port is not mistaken for the default one.
+    assert!(Instance::new("https://video.example.org:99999").is_err());
+}
+
+#[test]
+fn dot_segments_plain_or_encoded_are_refused_in_the_base_path_and_in_uris() {
+    for url in [
+        "https://example.org/%2e%2e/x",
+        "https://example.org/a/%2E",
+        "https://example.org/.%2e",
+    ] {
+        assert_eq!(rejected(url), UrlError::BadPath, "{url}");
+    }
+    let instance = Instance::new("https://example.org/peertube").unwrap();
+    for path in [
+        "/../../etc",
+        "/api/./v1",
+        "/api/%2e%2e/admin",
+        "/api/v1/%2E",
+        "/a#b",
+        "/api/v1/videos?x=1#frag",
+    ] {
+        assert_eq!(
+            instance.uri(path).unwrap_err(),
+            Error::InvalidUrl(UrlError::BadPath),
+            "{path}"
+        );
+    }
+    // Dots inside a segment, and in the query, are ordinary characters.
+    assert_eq!(
+        instance
+            .uri("/api/v1/videos/a..b?q=..")
+            .unwrap()
+            .to_string(),
+        "https://example.org/peertube/api/v1/videos/a..b?q=.."
+    );
+}

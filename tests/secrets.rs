@@ -164,3 +164,34 @@ fn the_saved_form_is_the_one_place_secrets_are_written() {
     assert!(text.contains(ACCESS) && text.contains(REFRESH) && text.contains(CLIENT_SECRET));
     assert!(!text.contains(PASSWORD));
 }
+
+#[cfg(feature = "fake")]
+#[test]
+fn the_fakes_counters_print_no_refresh_token() {
+    use peertube_session::fake::{FakePeerTube, FakeUser};
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", PASSWORD))
+        .build();
+    let (id, secret) = fake.client_pair();
+    let instance = Instance::new("http://127.0.0.1:9").unwrap();
+    let mut session = Session::with_client(instance, OAuthClient::new(id, secret));
+    let (request, pending) = session
+        .login(&Credentials::password("alice", PASSWORD))
+        .unwrap();
+    session
+        .handle(pending, &fake.handle(&request), fake.now())
+        .unwrap();
+    let (request, pending) = session.refresh().unwrap();
+    let refresh_token = String::from_utf8_lossy(request.body().as_bytes())
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("refresh_token=").map(str::to_owned))
+        .unwrap();
+    session
+        .handle(pending, &fake.handle(&request), fake.now())
+        .unwrap();
+    let counters = fake.counters();
+    assert!(counters.refreshes_per_token.contains_key(&refresh_token));
+    let printed = format!("{counters:?}");
+    assert!(!printed.contains(&refresh_token), "{printed}");
+    assert!(printed.contains("refreshes: 1"), "{printed}");
+}

@@ -613,3 +613,17 @@ fn a_server_echoing_a_token_does_not_leak_it_through_the_error() {
     assert!(!text.contains("csecret"), "{text}");
     assert!(text.contains("[redacted]"), "{text}");
 }
+
+#[test]
+fn restore_refuses_an_empty_client_id_or_secret() {
+    let session = logged_in();
+    for (id, secret) in [("", "secret"), ("id", ""), ("", "")] {
+        let mut saved = session.save();
+        saved.client = Some(OAuthClient::new(id, secret));
+        assert!(
+            matches!(Session::restore(saved), Err(Error::InvalidSavedSession(_))),
+            "{id:?} {secret:?}"
+        );
+    }
+    assert!(Session::restore(session.save()).is_ok());
+}

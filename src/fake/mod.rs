@@ -68,9 +68,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-/// What the fake has seen, for tests to assert on.
+/// What the fake has seen, for tests to assert on. Its `Debug` prints the numbers only: the
+/// refresh tokens keying [`Counters::refreshes_per_token`] are secrets like any other.
 #[non_exhaustive]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Requests to `GET /api/v1/oauth-clients/local`.
     pub client_requests: u64,
@@ -96,6 +97,32 @@ pub struct Counters {
     pub refreshes_per_token: HashMap<String, u64>,
     /// Token pairs whose refresh token has not expired and that were not revoked or rotated.
     pub live_sessions: usize,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters")
+            .field("client_requests", &self.client_requests)
+            .field("token_requests", &self.token_requests)
+            .field("revoke_requests", &self.revoke_requests)
+            .field("me_requests", &self.me_requests)
+            .field("other_requests", &self.other_requests)
+            .field("logins", &self.logins)
+            .field("refreshes", &self.refreshes)
+            .field("invalid_grants", &self.invalid_grants)
+            .field("revocations", &self.revocations)
+            .field("rate_limited", &self.rate_limited)
+            .field(
+                "refreshes_per_token",
+                &format_args!(
+                    "{} refresh token(s) (redacted), at most {} refresh(es) each",
+                    self.refreshes_per_token.len(),
+                    self.max_refreshes_per_token()
+                ),
+            )
+            .field("live_sessions", &self.live_sessions)
+            .finish()
+    }
 }
 
 impl Counters {

@@ -1,0 +1,613 @@
+//! Both drivers under failure: what every caller of a shared refresh gets, racing logins,
+//! re-entrant calls, one deadline per call. Transports here are closures around the fake's
+//! in-process model, so the tests decide when each answer arrives. Every wait is bounded.
+#![cfg(all(feature = "ureq", feature = "hyper", feature = "fake"))]
+
+use http::StatusCode;
+use peertube_session::asynchronous::AsyncClient;
+use peertube_session::blocking::{BlockingClient, CallDeadline};
+use peertube_session::fake::{FakePeerTube, FakeUser};
+use peertube_session::{
+    Body, Credentials, Error, Instance, Session, State, TransportError, TransportErrorKind,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+const WAITERS: usize = 8;
+const BOUND: Duration = Duration::from_secs(10);
+
+fn fake() -> FakePeerTube {
+    FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .token_lifetimes(Duration::from_secs(3600), Duration::from_secs(7200))
+        .build()
+}
+
+fn instance() -> Instance {
+    Instance::new("http://127.0.0.1:9").unwrap()
+}
+
+fn alice() -> Credentials {
+    Credentials::password("alice", "alice-pw")
+}
+
+fn is_refresh(request: &http::Request<Body>) -> bool {
+    request.uri().path() == "/api/v1/users/token"
+        && String::from_utf8_lossy(request.body().as_bytes()).contains("grant_type=refresh_token")
+}
+
+fn is_login(request: &http::Request<Body>) -> bool {
+    request.uri().path() == "/api/v1/users/token"
+        && String::from_utf8_lossy(request.body().as_bytes()).contains("grant_type=password")
+}
+
+fn invalid_grant() -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(400)
+        .header("content-type", "application/problem+json; charset=utf-8")
+        .body(br#"{"status":400,"code":"invalid_grant","detail":"Invalid grant: refresh token is invalid"}"#.to_vec())
+        .unwrap()
+}
+
+/// Polls `done` until it holds, for at most [`BOUND`].
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < BOUND, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A door requests wait at until the test opens it.
+#[derive(Default)]
+struct Door {
+    open: Mutex<bool>,
+    opened: Condvar,
+    arrived: AtomicUsize,
+}
+
+impl Door {
+    fn pass(&self) {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        let open = self.open.lock().unwrap();
+        let (open, timeout) = self
+            .opened
+            .wait_timeout_while(open, BOUND, |open| !*open)
+            .unwrap();
+        assert!(*open && !timeout.timed_out(), "the door never opened");
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
+    }
+}
+
+type Answer =
+    fn(&FakePeerTube, &http::Request<Body>) -> Result<http::Response<Vec<u8>>, TransportError>;
+
+/// A blocking client whose refresh requests wait at `door`, then get `refresh_answer`.
+fn held_blocking_client(
+    fake: &FakePeerTube,
+    door: &Arc<Door>,
+    refresh_answer: Answer,
+    call_timeout: Duration,
+) -> Arc<BlockingClient<impl peertube_session::blocking::Transport + use<>>> {
+    let (server, door) = (fake.clone(), door.clone());
+    let transport = move |request: http::Request<Body>| {
+        if is_refresh(&request) {
+            door.pass();
+            return refresh_answer(&server, &request);
+        }
+        Ok(server.handle(&request))
+    };
+    let clock = fake.clone();
+    let client = BlockingClient::new(transport, instance())
+        .with_clock(move || clock.now())
+        .with_call_timeout(call_timeout);
+    client.login(&alice()).unwrap();
+    fake.advance(Duration::from_secs(3601));
+    Arc::new(client)
+}
+
+/// Starts a leader whose refresh waits at the door, then [`WAITERS`] callers that need the
+/// same refresh, opens the door, and returns what each caller got and how many refreshes left.
+fn blocking_flight(refresh_answer: Answer) -> (Vec<Result<(), Error>>, usize, FakePeerTube) {
+    let fake = fake();
+    let door = Arc::new(Door::default());
+    let client = held_blocking_client(&fake, &door, refresh_answer, BOUND);
+    let call = |client: &Arc<_>| {
+        let client: Arc<BlockingClient<_>> = Arc::clone(client);
+        std::thread::spawn(move || client.ensure_fresh())
+    };
+    let mut callers = vec![call(&client)];
+    eventually("the leader's refresh", || door.arrived() == 1);
+    callers.extend((0..WAITERS).map(|_| call(&client)));
+    // The waiters park on the flight; give them time to get there.
+    std::thread::sleep(Duration::from_millis(300));
+    door.open();
+    let outcomes = callers.into_iter().map(|c| c.join().unwrap()).collect();
+    (outcomes, door.arrived(), fake)
+}
+
+/// The same with the async client on a single-threaded runtime, where "every waiter is waiting"
+/// is reached deterministically by yielding.
+fn async_flight(refresh_answer: Answer) -> (Vec<Result<(), Error>>, usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = fake();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (server, held, count) = (fake.clone(), gate.clone(), arrived.clone());
+    let transport = move |request: http::Request<Body>| {
+        let (server, held, count) = (server.clone(), held.clone(), count.clone());
+        async move {
+            if is_refresh(&request) {
+                count.fetch_add(1, Ordering::SeqCst);
+                let _pass = held.acquire().await.unwrap();
+                return refresh_answer(&server, &request);
+            }
+            Ok(server.handle(&request))
+        }
+    };
+    let clock = fake.clone();
+    let client = Arc::new(AsyncClient::new(transport, instance()).with_clock(move || clock.now()));
+    runtime.block_on(async {
+        client.login(&alice()).await.unwrap();
+        fake.advance(Duration::from_secs(3601));
+        let tasks: Vec<_> = (0..=WAITERS)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.ensure_fresh().await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            arrived.load(Ordering::SeqCst),
+            1,
+            "one leader, the rest waiting"
+        );
+        gate.add_permits(WAITERS + 1);
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(tokio::time::timeout(BOUND, task).await.unwrap().unwrap());
+        }
+        (outcomes, arrived.load(Ordering::SeqCst))
+    })
+}
+
+fn refresh_rejected(
+    _: &FakePeerTube,
+    _: &http::Request<Body>,
+) -> Result<http::Response<Vec<u8>>, TransportError> {
+    Ok(invalid_grant())
+}
+
+fn refresh_timed_out(
+    _: &FakePeerTube,
+    _: &http::Request<Body>,
+) -> Result<http::Response<Vec<u8>>, TransportError> {
+    Err(TransportError::of_kind(TransportErrorKind::Timeout))
+}
+
+fn refresh_answered(
+    server: &FakePeerTube,
+    request: &http::Request<Body>,
+) -> Result<http::Response<Vec<u8>>, TransportError> {
+    Ok(server.handle(request))
+}
+
+fn assert_all(outcomes: &[Result<(), Error>], expected: impl Fn(&Result<(), Error>) -> bool) {
+    assert_eq!(outcomes.len(), WAITERS + 1);
+    for outcome in outcomes {
+        assert!(expected(outcome), "{outcome:?}");
+    }
+}
+
+#[test]
+fn every_caller_of_a_rejected_refresh_must_log_in_again_blocking() {
+    let (outcomes, refreshes, _) = blocking_flight(refresh_rejected);
+    assert_all(&outcomes, |o| matches!(o, Err(Error::LoginRequired(_))));
+    assert_eq!(refreshes, 1);
+}
+
+#[test]
+fn every_caller_of_a_rejected_refresh_must_log_in_again_async() {
+    let (outcomes, refreshes) = async_flight(refresh_rejected);
+    assert_all(&outcomes, |o| matches!(o, Err(Error::LoginRequired(_))));
+    assert_eq!(refreshes, 1);
+}
+
+#[test]
+fn a_refresh_lost_on_the_way_fails_its_waiters_once_blocking() {
+    let (outcomes, refreshes, _) = blocking_flight(refresh_timed_out);
+    assert_all(
+        &outcomes,
+        |o| matches!(o, Err(Error::Transport(e)) if e.kind() == TransportErrorKind::Timeout),
+    );
+    assert_eq!(
+        refreshes, 1,
+        "no waiter sends a refresh of its own after the failed one"
+    );
+}
+
+#[test]
+fn a_refresh_lost_on_the_way_fails_its_waiters_once_async() {
+    let (outcomes, refreshes) = async_flight(refresh_timed_out);
+    assert_all(
+        &outcomes,
+        |o| matches!(o, Err(Error::Transport(e)) if e.kind() == TransportErrorKind::Timeout),
+    );
+    assert_eq!(refreshes, 1);
+}
+
+#[test]
+fn a_caller_after_a_failed_flight_starts_the_next_one() {
+    let fake = fake();
+    let door = Arc::new(Door::default());
+    door.open();
+    let failures = Arc::new(AtomicUsize::new(1));
+    let (server, left) = (fake.clone(), failures.clone());
+    let transport = move |request: http::Request<Body>| {
+        if is_refresh(&request) && left.fetch_sub(1, Ordering::SeqCst) == 1 {
+            return Err(TransportError::of_kind(
+                TransportErrorKind::ConnectionClosed,
+            ));
+        }
+        Ok(server.handle(&request))
+    };
+    let clock = fake.clone();
+    let client = BlockingClient::new(transport, instance()).with_clock(move || clock.now());
+    client.login(&alice()).unwrap();
+    fake.advance(Duration::from_secs(3601));
+    assert!(matches!(client.ensure_fresh(), Err(Error::Transport(_))));
+    client.ensure_fresh().unwrap();
+    assert_eq!(fake.counters().refreshes, 1);
+}
+
+#[test]
+fn waiters_of_a_successful_refresh_all_go_on_with_one_refresh() {
+    let (outcomes, refreshes, fake) = blocking_flight(refresh_answered);
+    assert_all(&outcomes, Result::is_ok);
+    assert_eq!((refreshes, fake.counters().refreshes), (1, 1));
+    let (outcomes, refreshes) = async_flight(refresh_answered);
+    assert_all(&outcomes, Result::is_ok);
+    assert_eq!(refreshes, 1);
+}
+
+#[test]
+fn a_token_that_dies_between_the_check_and_its_use_is_refreshed_not_an_error() {
+    // The clock says "fresh" at the freshness check and "expired" right after, as when another
+    // thread learns of a 401 in between: the call must wait for the refresh and go on.
+    let fake = fake();
+    let server = fake.clone();
+    let transport = move |request: http::Request<Body>| Ok(server.handle(&request));
+    let reads = Arc::new(AtomicUsize::new(usize::MAX));
+    let (clock, counter) = (fake.clone(), reads.clone());
+    let client = BlockingClient::new(transport, instance()).with_clock(move || {
+        match counter.fetch_add(1, Ordering::SeqCst) {
+            // The first read after arming: the freshness check, still before the expiry.
+            0 => clock.now(),
+            n if n < usize::MAX / 2 => clock.now() + Duration::from_secs(3601),
+            _ => clock.now(),
+        }
+    });
+    client.login(&alice()).unwrap();
+    reads.store(0, Ordering::SeqCst);
+    let me = http::Request::get("/api/v1/users/me")
+        .body(Body::default())
+        .unwrap();
+    let answer = client.send_authorized(me).unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(fake.counters().refreshes, 1);
+}
+
+#[test]
+fn a_path_only_request_goes_to_the_instance() {
+    let fake = fake();
+    let server = fake.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let transport = move |request: http::Request<Body>| {
+        log.lock().unwrap().push(request.uri().to_string());
+        Ok(server.handle(&request))
+    };
+    let client = BlockingClient::new(transport, instance());
+    client.login(&alice()).unwrap();
+    let me = http::Request::get("/api/v1/users/me")
+        .body(Body::default())
+        .unwrap();
+    client.send_authorized(me).unwrap();
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        "http://127.0.0.1:9/api/v1/users/me"
+    );
+    let climbing = http::Request::get("/../admin")
+        .body(Body::default())
+        .unwrap();
+    assert!(matches!(
+        client.send_authorized(climbing),
+        Err(Error::InvalidUrl(_))
+    ));
+}
+
+#[test]
+fn two_racing_logins_leave_one_live_session_on_the_server() {
+    let fake = fake();
+    let door = Arc::new(Door::default());
+    let (server, held) = (fake.clone(), door.clone());
+    let transport = move |request: http::Request<Body>| {
+        if is_login(&request) {
+            held.pass();
+        }
+        Ok(server.handle(&request))
+    };
+    let client = Arc::new(BlockingClient::new(transport, instance()));
+    client.fetch_client().unwrap();
+    let logins: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            std::thread::spawn(move || client.login(&alice()))
+        })
+        .collect();
+    eventually("both logins at the server", || door.arrived() == 2);
+    door.open();
+    let outcomes: Vec<_> = logins.into_iter().map(|l| l.join().unwrap()).collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(Error::StaleResponse(_)))),
+        "{outcomes:?}"
+    );
+    let counters = fake.counters();
+    assert_eq!((counters.logins, counters.revocations), (2, 1));
+    assert_eq!(counters.live_sessions, 1);
+    assert_eq!(client.state(), State::LoggedIn);
+}
+
+/// Runs `f` on another thread and fails if it does not end within [`BOUND`] (a deadlock).
+fn ends_in_time<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(f()));
+    receiver.recv_timeout(BOUND).expect("the call hung")
+}
+
+#[test]
+fn reading_the_client_from_its_own_callbacks_does_not_hang() {
+    let fake = fake();
+    let server = fake.clone();
+    let transport = move |request: http::Request<Body>| Ok(server.handle(&request));
+    let slot: Arc<std::sync::OnceLock<std::sync::Weak<BlockingClient<_>>>> = Arc::default();
+    let (clock, me) = (fake.clone(), slot.clone());
+    let client = Arc::new(
+        BlockingClient::new(transport, instance()).with_clock(move || {
+            if let Some(client) = me.get().and_then(std::sync::Weak::upgrade) {
+                let _ = client.state();
+            }
+            clock.now()
+        }),
+    );
+    slot.set(Arc::downgrade(&client)).ok().unwrap();
+    let inner = client.clone();
+    ends_in_time(move || {
+        inner.login(&alice()).unwrap();
+        let state = inner.with_session(|_| inner.state());
+        assert_eq!(state, State::LoggedIn);
+        let printed = inner.with_session(|_| format!("{inner:?}"));
+        assert!(printed.contains("BlockingClient"));
+        assert!(!printed.contains("alice-pw"));
+    });
+
+    let server = fake.clone();
+    let transport = move |request: http::Request<Body>| {
+        let server = server.clone();
+        async move { Ok(server.handle(&request)) }
+    };
+    let client = Arc::new(AsyncClient::new(transport, instance()));
+    ends_in_time(move || {
+        pollster::block_on(client.login(&alice())).unwrap();
+        assert_eq!(client.with_session(|_| client.state()), State::LoggedIn);
+        assert!(
+            client
+                .with_session(|_| format!("{client:?}"))
+                .contains("AsyncClient")
+        );
+    });
+}
+
+#[test]
+fn one_deadline_covers_every_exchange_of_a_call() {
+    // Each exchange takes 400 ms, well within a transport timeout; a login needs two (client
+    // pair, password grant) and a call deadline of 600 ms allows only one. This transport
+    // honours the deadline it is handed, as the crate's own do.
+    let fake = fake();
+    let server = fake.clone();
+    let slow = move |request: http::Request<Body>| {
+        let deadline = request.extensions().get::<CallDeadline>().copied();
+        let remaining = deadline.expect("every request carries its call's deadline");
+        let left = remaining.remaining(Instant::now());
+        if left < Duration::from_millis(400) {
+            std::thread::sleep(left);
+            return Err(TransportError::of_kind(TransportErrorKind::Timeout));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        Ok(server.handle(&request))
+    };
+    let client =
+        BlockingClient::new(slow, instance()).with_call_timeout(Duration::from_millis(600));
+    let start = Instant::now();
+    let error = client.login(&alice()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
+        "{error:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(fake.counters().logins, 0);
+
+    // The async driver cuts a slow exchange itself at the deadline, whatever the transport.
+    let server = fake.clone();
+    let slow = move |request: http::Request<Body>| {
+        let server = server.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Ok(server.handle(&request))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = AsyncClient::new(slow, instance()).with_call_timeout(Duration::from_millis(600));
+    let start = Instant::now();
+    let error = runtime.block_on(client.login(&alice())).unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
+        "{error:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(client.state(), State::HaveClient);
+}
+
+#[test]
+fn the_crates_transports_end_an_exchange_at_the_calls_deadline() {
+    use peertube_session::asynchronous::HyperTransport;
+    use peertube_session::blocking::UreqTransport;
+    use peertube_session::fake::Fault;
+    // Two stalled exchanges of 700 ms each, transports allowing 5 s each, a call deadline of
+    // 1 s: the second exchange is cut at the deadline.
+    let fake = fake();
+    let server = fake.serve().unwrap();
+    let instance = Instance::new(&server.base_url()).unwrap();
+    let stall = || {
+        for _ in 0..2 {
+            server.inject(None, Fault::Delay(Duration::from_millis(700)));
+        }
+    };
+    stall();
+    let client = BlockingClient::new(
+        UreqTransport::new().timeout(Duration::from_secs(5)),
+        instance.clone(),
+    )
+    .with_call_timeout(Duration::from_secs(1));
+    let start = Instant::now();
+    let error = client.login(&alice()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
+        "{error:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(1300),
+        "{:?}",
+        start.elapsed()
+    );
+
+    std::thread::sleep(Duration::from_millis(800)); // let the stalled answers drain
+    stall();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let transport = runtime.block_on(async {
+        HyperTransport::new()
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+    });
+    let client = AsyncClient::new(transport, instance).with_call_timeout(Duration::from_secs(1));
+    let start = Instant::now();
+    let error = runtime.block_on(client.login(&alice())).unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
+        "{error:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(1300),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_waiter_gives_up_at_its_own_deadline() {
+    let fake = fake();
+    let door = Arc::new(Door::default());
+    let client = held_blocking_client(&fake, &door, refresh_answered, Duration::from_millis(300));
+    let leader = {
+        let client = client.clone();
+        std::thread::spawn(move || client.ensure_fresh())
+    };
+    eventually("the leader's refresh", || door.arrived() == 1);
+    let start = Instant::now();
+    let waited = client.ensure_fresh();
+    assert!(
+        matches!(&waited, Err(Error::Transport(e)) if e.kind() == TransportErrorKind::Timeout),
+        "{waited:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    door.open();
+    // The leader's exchange was under way: its answer is still handled.
+    assert!(leader.join().unwrap().is_ok());
+    assert_eq!(fake.counters().refreshes, 1);
+}
+
+#[test]
+fn a_session_restored_from_another_accepts_none_of_its_handles() {
+    let mut original = Session::with_client(
+        instance(),
+        peertube_session::OAuthClient::new("id", "secret"),
+    );
+    let (_, pending) = original.login(&alice()).unwrap();
+    let mut copy = Session::restore(original.save()).unwrap();
+    let answer = http::Response::builder()
+        .status(200)
+        .body(
+            br#"{"token_type":"Bearer","access_token":"a","refresh_token":"r","expires_in":60}"#
+                .to_vec(),
+        )
+        .unwrap();
+    assert_eq!(
+        copy.handle(pending, &answer, std::time::SystemTime::UNIX_EPOCH),
+        Err(Error::StaleResponse(peertube_session::Operation::Login))
+    );
+    assert_eq!(original.state(), State::HaveClient);
+}
+
+/// `Session` is not `Clone`: two copies could each spend the same rotating refresh token. This
+/// only compiles while that holds (the call is ambiguous for a `Clone` type).
+#[test]
+fn a_session_cannot_be_cloned() {
+    trait AmbiguousIfClone<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfClone<()> for T {}
+    #[allow(dead_code)]
+    struct IsClone;
+    impl<T: ?Sized + Clone> AmbiguousIfClone<IsClone> for T {}
+    <Session as AmbiguousIfClone<_>>::check();
+}
