@@ -4,6 +4,10 @@
 //!
 //! The password comes from the environment variable `PEERTUBE_PASSWORD`, or is asked on the
 //! terminal without echo; the two-factor code is asked only if the server wants one.
+//!
+//! No logger is set up here on purpose: with a `log` logger at `Trace` for the `ureq` target,
+//! ureq prints each request's head, the `Authorization: Bearer` token included. If you add one,
+//! keep ureq at `Debug` or below (`RUST_LOG=ureq=debug`).
 
 use peertube_session::blocking::{BlockingClient, UreqTransport};
 use peertube_session::{Body, Credentials, Instance};

@@ -124,16 +124,19 @@
 //! The client secret, passwords, one-time codes, external-auth tokens and both tokens are
 //! newtypes ([`secret`]) whose `Debug` prints `[redacted]`; request bodies ([`request::Body`])
 //! print only their length; `Authorization` and `x-peertube-otp` headers are marked sensitive.
-//! Only [`SavedSession`] writes secrets out, on purpose.
+//! Server text that goes into an error is cleaned of every secret of the request it answers
+//! ([`response::Secrets`]). Only [`SavedSession`] writes secrets out, on purpose.
 //!
 //! ## Features
 //!
 //! None are on by default, and the core depends on nothing that does IO.
-//! - `ureq`: [`blocking::BlockingClient`] over [`blocking::UreqTransport`] (or any blocking
-//!   client): login with two-factor prompt, auto-refresh, authorized calls with one retry,
-//!   single-flight refresh across threads, logout.
-//! - `hyper`: the same as [`asynchronous::AsyncClient`] over [`asynchronous::HyperTransport`]
-//!   (or any async client); every future is `Send`.
+//! - `blocking-client`: `blocking::BlockingClient` over any blocking HTTP client: login with
+//!   two-factor prompt, auto-refresh, authorized calls with one retry, single-flight refresh
+//!   across threads, one deadline per call, logout.
+//! - `async-client`: the same as `asynchronous::AsyncClient`, on any executor (no runtime
+//!   needed); every future is `Send`.
+//! - `ureq`: `blocking-client` plus `blocking::UreqTransport`.
+//! - `hyper`: `async-client` plus `asynchronous::HyperTransport` (tokio).
 //! - `fake`: [`fake::FakePeerTube`], a model of a PeerTube server's session endpoints for tests,
 //!   in-process or served on a loopback port.
 

@@ -578,7 +578,7 @@ fn a_waiter_gives_up_at_its_own_deadline() {
 
 #[test]
 fn a_session_restored_from_another_accepts_none_of_its_handles() {
-    let mut original = Session::with_client(
+    let original = Session::with_client(
         instance(),
         peertube_session::OAuthClient::new("id", "secret"),
     );
@@ -608,6 +608,6 @@ fn a_session_cannot_be_cloned() {
     impl<T: ?Sized> AmbiguousIfClone<()> for T {}
     #[allow(dead_code)]
     struct IsClone;
-    impl<T: ?Sized + Clone> AmbiguousIfClone<IsClone> for T {}
+    impl<T: Clone> AmbiguousIfClone<IsClone> for T {}
     <Session as AmbiguousIfClone<_>>::check();
 }
