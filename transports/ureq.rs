@@ -1,5 +1,5 @@
 //! The ureq 3 transport: whole answers whatever the status, every header, no redirects, a hard
-//! per-exchange timeout split across ureq's phases, and a body cap.
+//! per-exchange timeout, and a body cap.
 
 use crate::blocking::Transport;
 use crate::driver::{CallDeadline, DEFAULT_TIMEOUT};
@@ -10,49 +10,16 @@ use http::{Request, Response};
 use std::io;
 use std::time::{Duration, Instant};
 
-/// Each phase's share of the timeout, in percent; they add up to 100.
-const RESOLVE: u32 = 5;
-const CONNECT: u32 = 20;
-const SEND_REQUEST: u32 = 5;
-const SEND_BODY: u32 = 10;
-const RECV_RESPONSE: u32 = 45;
-const RECV_BODY: u32 = 15;
-const _: () =
-    assert!(RESOLVE + CONNECT + SEND_REQUEST + SEND_BODY + RECV_RESPONSE + RECV_BODY == 100);
-
-fn share(timeout: Duration, percent: u32) -> Option<Duration> {
-    Some(timeout / 100 * percent)
-}
-
-/// Sets ureq's per-phase timeouts (on an agent's or a request's configuration builder, which
-/// share the method names but no trait) so that they add up to `timeout`.
-macro_rules! phase_timeouts {
-    ($config:expr, $timeout:expr) => {{
-        let timeout = $timeout;
-        $config
-            .timeout_global(None)
-            .timeout_resolve(share(timeout, RESOLVE))
-            .timeout_connect(share(timeout, CONNECT))
-            .timeout_send_request(share(timeout, SEND_REQUEST))
-            .timeout_send_body(share(timeout, SEND_BODY))
-            .timeout_recv_response(share(timeout, RECV_RESPONSE))
-            .timeout_recv_body(share(timeout, RECV_BODY))
-    }};
-}
-
 /// Sends requests with a [`ureq::Agent`]. Whatever agent it is given, each request is run with
 /// `http_status_as_error(false)` (PeerTube's error bodies are answers), no redirects (a
 /// redirect must never carry a token or password elsewhere), the timeout (30 s by default) and
 /// the body cap (64 KiB by default). https goes through ureq's rustls.
 ///
 /// # The timeout
-/// The timeout of one exchange is split across ureq's phases, each starting when the previous
-/// one ends: resolve 5 %, connect (with TLS) 20 %, send the head 5 %, send the body 10 %,
-/// receive the answer's head 45 %, receive its body 15 %. Their sum is the timeout, so an
-/// exchange never takes longer; a phase cannot borrow what an earlier one left unused. (ureq's
-/// own `timeout_global` re-arms the socket timeout around every read and write, which costs
-/// about 45 µs per request on loopback; per-phase timeouts cost nothing measurable.) When the
-/// call's [`CallDeadline`] leaves less than the timeout, the remaining time is split the same way.
+/// Each exchange is bounded by ureq's `timeout_global`: it never takes longer. When the call's
+/// [`CallDeadline`] leaves less than the timeout, the exchange gets only what is left. (ureq
+/// re-arms the socket timeout around every read and write for this, which costs about 45 µs per
+/// request on loopback: see BENCHMARKS.md.)
 ///
 /// # Logging
 /// With a `log` logger at `Trace` for the `ureq` target, ureq prints each request's head,
@@ -125,12 +92,12 @@ impl Transport for UreqTransport {
         let request = if self.own_agent && timeout == self.timeout {
             request
         } else {
-            let config = self
-                .agent
+            self.agent
                 .configure_request(request)
                 .http_status_as_error(false)
-                .max_redirects(0);
-            phase_timeouts!(config, timeout).build()
+                .max_redirects(0)
+                .timeout_global(Some(timeout))
+                .build()
         };
         let response = self.agent.run(request).map_err(transport_error)?;
         let (parts, mut body) = response.into_parts();
@@ -146,10 +113,12 @@ impl Transport for UreqTransport {
 
 /// An agent that answers errors as responses, follows no redirect, and bounds each exchange.
 fn own_agent(timeout: Duration) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .max_redirects(0);
-    phase_timeouts!(config, timeout).build().into()
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {
