@@ -51,6 +51,10 @@ fn invalid_grant() -> http::Response<Vec<u8>> {
         .unwrap()
 }
 
+fn is_timeout(error: &Error) -> bool {
+    matches!(error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout)
+}
+
 /// Polls `done` until it holds, for at most [`BOUND`].
 fn eventually(what: &str, done: impl Fn() -> bool) {
     let start = Instant::now();
@@ -231,10 +235,7 @@ fn every_caller_of_a_rejected_refresh_must_log_in_again_async() {
 #[test]
 fn a_refresh_lost_on_the_way_fails_its_waiters_once_blocking() {
     let (outcomes, refreshes, _) = blocking_flight(refresh_timed_out);
-    assert_all(
-        &outcomes,
-        |o| matches!(o, Err(Error::Transport(e)) if e.kind() == TransportErrorKind::Timeout),
-    );
+    assert_all(&outcomes, |o| o.as_ref().is_err_and(is_timeout));
     assert_eq!(
         refreshes, 1,
         "no waiter sends a refresh of its own after the failed one"
@@ -244,10 +245,7 @@ fn a_refresh_lost_on_the_way_fails_its_waiters_once_blocking() {
 #[test]
 fn a_refresh_lost_on_the_way_fails_its_waiters_once_async() {
     let (outcomes, refreshes) = async_flight(refresh_timed_out);
-    assert_all(
-        &outcomes,
-        |o| matches!(o, Err(Error::Transport(e)) if e.kind() == TransportErrorKind::Timeout),
-    );
+    assert_all(&outcomes, |o| o.as_ref().is_err_and(is_timeout));
     assert_eq!(refreshes, 1);
 }
 
@@ -452,10 +450,7 @@ fn one_deadline_covers_every_exchange_of_a_call() {
         BlockingClient::new(slow, instance()).with_call_timeout(Duration::from_millis(600));
     let start = Instant::now();
     let error = client.login(&alice()).unwrap_err();
-    assert!(
-        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
-        "{error:?}"
-    );
+    assert!(is_timeout(&error), "{error:?}");
     assert!(
         start.elapsed() < Duration::from_millis(800),
         "{:?}",
@@ -479,10 +474,7 @@ fn one_deadline_covers_every_exchange_of_a_call() {
     let client = AsyncClient::new(slow, instance()).with_call_timeout(Duration::from_millis(600));
     let start = Instant::now();
     let error = runtime.block_on(client.login(&alice())).unwrap_err();
-    assert!(
-        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
-        "{error:?}"
-    );
+    assert!(is_timeout(&error), "{error:?}");
     assert!(
         start.elapsed() < Duration::from_millis(800),
         "{:?}",
@@ -514,10 +506,7 @@ fn the_crates_transports_end_an_exchange_at_the_calls_deadline() {
     .with_call_timeout(Duration::from_secs(1));
     let start = Instant::now();
     let error = client.login(&alice()).unwrap_err();
-    assert!(
-        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
-        "{error:?}"
-    );
+    assert!(is_timeout(&error), "{error:?}");
     assert!(
         start.elapsed() < Duration::from_millis(1300),
         "{:?}",
@@ -538,10 +527,7 @@ fn the_crates_transports_end_an_exchange_at_the_calls_deadline() {
     let client = AsyncClient::new(transport, instance).with_call_timeout(Duration::from_secs(1));
     let start = Instant::now();
     let error = runtime.block_on(client.login(&alice())).unwrap_err();
-    assert!(
-        matches!(&error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout),
-        "{error:?}"
-    );
+    assert!(is_timeout(&error), "{error:?}");
     assert!(
         start.elapsed() < Duration::from_millis(1300),
         "{:?}",
@@ -561,10 +547,7 @@ fn a_waiter_gives_up_at_its_own_deadline() {
     eventually("the leader's refresh", || door.arrived() == 1);
     let start = Instant::now();
     let waited = client.ensure_fresh();
-    assert!(
-        matches!(&waited, Err(Error::Transport(e)) if e.kind() == TransportErrorKind::Timeout),
-        "{waited:?}"
-    );
+    assert!(waited.as_ref().is_err_and(is_timeout), "{waited:?}");
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "{:?}",
