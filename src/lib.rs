@@ -175,6 +175,9 @@ mod driver;
 #[cfg(any(feature = "async-client", feature = "blocking-client"))]
 #[path = "../transports/flight.rs"]
 mod flight;
+#[cfg(feature = "async-client")]
+#[path = "../transports/timer.rs"]
+mod timer;
 
 #[cfg(feature = "blocking-client")]
 #[path = "../transports/blocking.rs"]

@@ -1,5 +1,6 @@
 //! The two transports at their edges: the same garbage answer is the same kind of error for
-//! both, and the hyper transport needs no timer from the tokio runtime.
+//! both, a server that drips its answer cannot hold either past its timeout, a host name is
+//! looked up within the bound, and the hyper transport needs no timer from the tokio runtime.
 #![cfg(all(feature = "ureq", feature = "hyper", feature = "fake"))]
 
 use peertube_session::asynchronous::{AsyncTransport, HyperTransport};
@@ -8,7 +9,7 @@ use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::{Body, Credentials, Instance, State, TransportErrorKind};
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -100,4 +101,87 @@ fn the_hyper_transport_works_on_a_runtime_without_timers() {
         assert_eq!(client.state(), State::LoggedIn);
         client.logout().await.unwrap();
     });
+}
+
+/// A server on 127.0.0.1 that sends a head promising a large body, then one byte of it every
+/// 20 ms until the client goes away (at most 10 s): each read succeeds, so only a bound on the
+/// whole body phase ends it.
+fn dripping_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+                if stream.write_all(head).is_err() {
+                    return;
+                }
+                for _ in 0..500 {
+                    std::thread::sleep(Duration::from_millis(20));
+                    if stream.write_all(b" ").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{address}/api/v1/oauth-clients/local")
+}
+
+#[test]
+fn a_dripping_answer_is_a_timeout_within_the_bound_for_both_transports() {
+    let bound = Duration::from_millis(600);
+    let url = dripping_server();
+
+    let started = Instant::now();
+    let ureq = UreqTransport::new().timeout(bound).send(get(&url));
+    let ureq_took = started.elapsed();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let hyper = runtime.block_on(async {
+        HyperTransport::new()
+            .unwrap()
+            .timeout(bound)
+            .send(get(&url))
+            .await
+    });
+    let hyper_took = started.elapsed();
+
+    assert_eq!(ureq.unwrap_err().kind(), TransportErrorKind::Timeout);
+    assert_eq!(hyper.unwrap_err().kind(), TransportErrorKind::Timeout);
+    // The bound plus scheduling slack; the drip alone would take 10 s.
+    let slack = Duration::from_secs(2);
+    assert!(ureq_took < bound + slack, "ureq took {ureq_took:?}");
+    assert!(hyper_took < bound + slack, "hyper took {hyper_took:?}");
+}
+
+#[test]
+fn a_host_name_is_looked_up_within_the_bound() {
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .build();
+    let server = fake.serve().unwrap();
+    let by_name = server.base_url().replace("127.0.0.1", "localhost");
+    let Ok(mut addresses) =
+        std::net::ToSocketAddrs::to_socket_addrs(&by_name.trim_start_matches("http://"))
+    else {
+        eprintln!("skipped: this machine cannot resolve localhost");
+        return;
+    };
+    if !addresses.any(|a| a.ip().is_loopback() && a.is_ipv4()) {
+        eprintln!("skipped: localhost is not 127.0.0.1 here");
+        return;
+    }
+    let answer = UreqTransport::new()
+        .timeout(TIMEOUT)
+        .send(get(&format!("{by_name}/api/v1/oauth-clients/local")))
+        .unwrap();
+    assert_eq!(answer.status(), 200);
 }

@@ -88,8 +88,8 @@ pub(crate) fn deadline_elapsed() -> Error {
 }
 
 /// Runs `work` for at most `timeout`; past it, drops `work` and answers `late()`. The timer is
-/// runtime-agnostic (a helper thread wakes it), so this works on any executor, and on a tokio
-/// runtime built without `enable_time`.
+/// runtime-free (the crate's own helper thread wakes it), so this works on any executor, and
+/// on a tokio runtime built without `enable_time`.
 #[cfg(feature = "async-client")]
 pub(crate) async fn at_most<R>(
     timeout: Duration,
@@ -98,8 +98,12 @@ pub(crate) async fn at_most<R>(
 ) -> R {
     use std::future::Future;
     use std::task::Poll;
+    let Some(at) = Instant::now().checked_add(timeout) else {
+        // A deadline centuries away is no deadline.
+        return work.await;
+    };
     let mut work = std::pin::pin!(work);
-    let mut timer = std::pin::pin!(futures_timer::Delay::new(timeout));
+    let mut timer = std::pin::pin!(crate::timer::Deadline::at(at));
     let mut late = Some(late);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {

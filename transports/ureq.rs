@@ -1,5 +1,5 @@
 //! The ureq 3 transport: whole answers whatever the status, every header, no redirects, a hard
-//! per-exchange timeout, and a body cap.
+//! per-exchange timeout split across ureq's phases, and a body cap.
 
 use crate::blocking::Transport;
 use crate::driver::{CallDeadline, DEFAULT_TIMEOUT};
@@ -8,7 +8,46 @@ use crate::request::Body;
 use crate::response::DEFAULT_BODY_LIMIT;
 use http::{Request, Response};
 use std::io;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+/// Each phase's share of the timeout, in percent; they add up to 100. Waiting for the answer's
+/// head gets the most, since that is where a busy server spends its time.
+const RESOLVE: u32 = 5;
+const CONNECT: u32 = 15;
+const SEND_REQUEST: u32 = 5;
+const SEND_BODY: u32 = 5;
+const RECV_RESPONSE: u32 = 55;
+const RECV_BODY: u32 = 15;
+const _: () =
+    assert!(RESOLVE + CONNECT + SEND_REQUEST + SEND_BODY + RECV_RESPONSE + RECV_BODY == 100);
+
+fn share(timeout: Duration, percent: u32) -> Option<Duration> {
+    Some(timeout * percent / 100)
+}
+
+/// Sets ureq's per-phase timeouts (on an agent's or a request's configuration builder, which
+/// share the method names but no trait) so that they add up to at most `timeout`. The resolve
+/// phase is bounded only for a host name: ureq bounds a lookup by running it on a new thread,
+/// once per request (pooled connection or not), and an IP address needs no lookup at all.
+macro_rules! phase_timeouts {
+    ($config:expr, $timeout:expr, $needs_lookup:expr) => {{
+        let timeout = $timeout;
+        $config
+            .timeout_global(None)
+            .timeout_per_call(None)
+            .timeout_resolve(if $needs_lookup {
+                share(timeout, RESOLVE)
+            } else {
+                None
+            })
+            .timeout_connect(share(timeout, CONNECT))
+            .timeout_send_request(share(timeout, SEND_REQUEST))
+            .timeout_send_body(share(timeout, SEND_BODY))
+            .timeout_recv_response(share(timeout, RECV_RESPONSE))
+            .timeout_recv_body(share(timeout, RECV_BODY))
+    }};
+}
 
 /// Sends requests with a [`ureq::Agent`]. Whatever agent it is given, each request is run with
 /// `http_status_as_error(false)` (PeerTube's error bodies are answers), no redirects (a
@@ -16,10 +55,16 @@ use std::time::{Duration, Instant};
 /// the body cap (64 KiB by default). https goes through ureq's rustls.
 ///
 /// # The timeout
-/// Each exchange is bounded by ureq's `timeout_global`: it never takes longer. When the call's
-/// [`CallDeadline`] leaves less than the timeout, the exchange gets only what is left. (ureq
-/// re-arms the socket timeout around every read and write for this, which costs about 45 µs per
-/// request on loopback: see BENCHMARKS.md.)
+/// The timeout of one exchange is split across ureq's phases, each starting when the previous
+/// one ends: resolve the host name 5 %, connect (with TLS) 15 %, send the head 5 %, send the
+/// body 5 %, receive the answer's head 55 %, receive its body 15 %. Their sum is the timeout, so
+/// an exchange never takes longer; a phase cannot borrow what an earlier one left unused. When
+/// the call's [`CallDeadline`] leaves less than the timeout, what is left is split the same way.
+///
+/// Why not ureq's `timeout_global`: with any bound on the lookup, ureq resolves the host on a
+/// new thread for every request, even one that reuses a pooled connection, which cost about
+/// 45 µs per request on loopback (BENCHMARKS.md). An instance given by IP address needs no
+/// lookup, so its requests start no thread; a host name's lookup stays bounded, thread and all.
 ///
 /// # Logging
 /// With a `log` logger at `Trace` for the `ureq` target, ureq prints each request's head,
@@ -89,15 +134,16 @@ impl Transport for UreqTransport {
             return Err(TransportError::of_kind(TransportErrorKind::Timeout));
         }
         let request = request.map(Body::into_vec);
-        let request = if self.own_agent && timeout == self.timeout {
+        let needs_lookup = needs_lookup(request.uri());
+        let request = if self.own_agent && timeout == self.timeout && !needs_lookup {
             request
         } else {
-            self.agent
+            let config = self
+                .agent
                 .configure_request(request)
                 .http_status_as_error(false)
-                .max_redirects(0)
-                .timeout_global(Some(timeout))
-                .build()
+                .max_redirects(0);
+            phase_timeouts!(config, timeout, needs_lookup).build()
         };
         let response = self.agent.run(request).map_err(transport_error)?;
         let (parts, mut body) = response.into_parts();
@@ -111,14 +157,23 @@ impl Transport for UreqTransport {
     }
 }
 
-/// An agent that answers errors as responses, follows no redirect, and bounds each exchange.
+/// An agent that answers errors as responses, follows no redirect, and bounds each exchange
+/// to an IP address (a request to a host name adds the bound of its lookup).
 fn own_agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(timeout))
-        .build()
-        .into()
+        .max_redirects(0);
+    phase_timeouts!(config, timeout, false).build().into()
+}
+
+/// Whether the request's host is a name that must be looked up (not an IP address).
+fn needs_lookup(uri: &http::Uri) -> bool {
+    let host = uri.host().unwrap_or_default();
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<IpAddr>().is_err()
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {
