@@ -151,11 +151,10 @@ impl<T: AsyncTransport> AsyncClient<T> {
         deadline: CallDeadline,
     ) -> Result<Event, Error> {
         let (mut request, pending) = step;
-        if deadline.has_passed(Instant::now()) {
+        if let Err(late) = stamp(&mut request, deadline) {
             self.session().abandon(pending);
-            return Err(deadline_elapsed());
+            return Err(late);
         }
-        request.extensions_mut().insert(deadline);
         let operation = pending.operation();
         let mut in_flight = InFlight {
             session: &self.session,
@@ -191,8 +190,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
         let Ok(mut revoke) = request::revoke_request(&instance, &tokens.access_token) else {
             return;
         };
-        if !deadline.has_passed(Instant::now()) {
-            revoke.extensions_mut().insert(deadline);
+        if stamp(&mut revoke, deadline).is_ok() {
             let _ = self.transport.send(revoke).await;
         }
     }
@@ -325,10 +323,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
                 other => break other?,
             }
         };
-        if deadline.has_passed(Instant::now()) {
-            return Err(deadline_elapsed());
-        }
-        request.extensions_mut().insert(deadline);
+        stamp(&mut request, deadline)?;
         let response = self
             .transport
             .send(request)
@@ -441,6 +436,16 @@ async fn within<R>(
 ) -> Result<R, Error> {
     let remaining = deadline.remaining(Instant::now());
     crate::driver::at_most(remaining, call, || Err(deadline_elapsed())).await
+}
+
+/// Puts the call's deadline on a request for the transport, or refuses to send a request whose
+/// call is already out of time.
+fn stamp(request: &mut Request<Body>, deadline: CallDeadline) -> Result<(), Error> {
+    if deadline.has_passed(Instant::now()) {
+        return Err(deadline_elapsed());
+    }
+    request.extensions_mut().insert(deadline);
+    Ok(())
 }
 
 /// A step whose answer has not been handled yet. If its future is dropped first (the caller's
