@@ -99,15 +99,18 @@ pub enum Error {
     #[error("refusing to send the access token to a request that is not for this instance")]
     ForeignOrigin,
     /// The base URL of the instance is not usable.
-    #[error("invalid instance URL: {0}")]
-    InvalidUrl(UrlError),
-    /// An argument was rejected before anything was sent.
-    #[error("invalid input: {0}")]
-    InvalidInput(InputError),
+    /// What is wrong with it is the [`source`](std::error::Error::source).
+    #[error("invalid instance URL")]
+    InvalidUrl(#[source] UrlError),
+    /// An argument was rejected before anything was sent. Which one, and why, is the
+    /// [`source`](std::error::Error::source).
+    #[error("invalid input")]
+    InvalidInput(#[source] InputError),
     /// The request could not be sent or its answer not received: connection refused, DNS, TLS,
-    /// timeout, body over the cap, connection closed mid-answer. The cause is the
-    /// [`source`](std::error::Error::source) of the [`TransportError`].
-    #[error("could not talk to the instance: {0}")]
+    /// timeout, body over the cap, connection closed mid-answer. The
+    /// [`source`](std::error::Error::source) is the [`TransportError`] (its kind), whose own
+    /// source is the HTTP client's error.
+    #[error("could not talk to the instance")]
     Transport(#[source] TransportError),
     /// The saved form of a session could not be restored.
     #[error("cannot restore the session: {0}")]
@@ -422,6 +425,24 @@ impl fmt::Display for TransportErrorKind {
 
 /// A failure of the HTTP client, whichever one it is: a kind to match on, and the client's own
 /// error as [`source`](std::error::Error::source). Equality compares the kind only.
+///
+/// Like every error of this crate, its `Display` says this level only (the kind) and
+/// `source()` gives the next, so a reporter that walks the chain prints each cause once:
+///
+/// ```
+/// use peertube_session::{Error, TransportError, TransportErrorKind};
+/// use std::error::Error as _;
+///
+/// let cause = std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out");
+/// let error = Error::from(TransportError::new(TransportErrorKind::Timeout, cause));
+/// let mut chain = vec![error.to_string()];
+/// let mut next = error.source();
+/// while let Some(cause) = next {
+///     chain.push(cause.to_string());
+///     next = cause.source();
+/// }
+/// assert_eq!(chain, ["could not talk to the instance", "timed out", "read timed out"]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct TransportError {
     kind: TransportErrorKind,
@@ -461,10 +482,7 @@ impl Eq for TransportError {}
 
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.cause {
-            Some(cause) => write!(f, "{} ({cause})", self.kind),
-            None => write!(f, "{}", self.kind),
-        }
+        fmt::Display::fmt(&self.kind, f)
     }
 }
 

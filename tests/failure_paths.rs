@@ -594,3 +594,170 @@ fn a_session_cannot_be_cloned() {
     impl<T: Clone> AmbiguousIfClone<IsClone> for T {}
     <Session as AmbiguousIfClone<_>>::check();
 }
+
+fn invalid_token() -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(401)
+        .header("content-type", "application/problem+json; charset=utf-8")
+        .body(br#"{"status":401,"code":"invalid_token","detail":"Token is invalid."}"#.to_vec())
+        .unwrap()
+}
+
+fn is_api_call(request: &http::Request<Body>) -> bool {
+    request.uri().path() == "/api/v1/users/me"
+}
+
+fn me() -> http::Request<Body> {
+    http::Request::get("/api/v1/users/me")
+        .body(Body::default())
+        .unwrap()
+}
+
+#[test]
+fn a_call_refreshes_its_own_dead_token_once_then_gives_the_answer_back() {
+    let fake = fake();
+    let server = fake.clone();
+    let api_calls = Arc::new(AtomicUsize::new(0));
+    let counted = api_calls.clone();
+    let transport = move |request: http::Request<Body>| {
+        if is_api_call(&request) {
+            counted.fetch_add(1, Ordering::SeqCst);
+            return Ok(invalid_token());
+        }
+        Ok(server.handle(&request))
+    };
+    let client = BlockingClient::new(transport, instance());
+    client.login(&alice()).unwrap();
+    let answer = client.send_authorized(me()).unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.counters().refreshes, 1);
+}
+
+#[test]
+fn a_call_whose_token_keeps_being_replaced_sends_three_times_at_most() {
+    // Each time the call's request is on the wire, another caller refreshes (the clock jumps a
+    // token's lifetime ahead first), so the 401 is for a token that is no longer the session's:
+    // worth another send, but only up to the cap. A driver without the cap would go on until
+    // the transport gives in (after 8 sends, with a 200).
+    let fake = fake();
+    let server = fake.clone();
+    let ahead = Arc::new(AtomicUsize::new(0));
+    let (refresh_now, refresh_asked) = std::sync::mpsc::channel::<()>();
+    let (refreshed, refresh_done) = std::sync::mpsc::channel::<()>();
+    // Taken out at the end, so the other caller sees the channel close and stops.
+    let refresh_now = Arc::new(Mutex::new(Some(refresh_now)));
+    let stop = refresh_now.clone();
+    let refresh_done = Mutex::new(refresh_done);
+    let api_calls = Arc::new(AtomicUsize::new(0));
+    let counted = api_calls.clone();
+    let transport = move |request: http::Request<Body>| {
+        if !is_api_call(&request) {
+            return Ok(server.handle(&request));
+        }
+        if counted.fetch_add(1, Ordering::SeqCst) >= 8 {
+            return Ok(server.handle(&request));
+        }
+        let asked = refresh_now.lock().unwrap().as_ref().map(|tx| tx.send(()));
+        assert!(matches!(asked, Some(Ok(()))));
+        refresh_done.lock().unwrap().recv_timeout(BOUND).unwrap();
+        Ok(invalid_token())
+    };
+    let (clock, offset) = (fake.clone(), ahead.clone());
+    let client = Arc::new(
+        BlockingClient::new(transport, instance()).with_clock(move || {
+            clock.now() + Duration::from_secs(offset.load(Ordering::SeqCst) as u64)
+        }),
+    );
+    client.login(&alice()).unwrap();
+    let other = client.clone();
+    let other_caller = std::thread::spawn(move || {
+        while refresh_asked.recv_timeout(BOUND).is_ok() {
+            ahead.fetch_add(3600, Ordering::SeqCst);
+            other.ensure_fresh().unwrap();
+            if refreshed.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let answer = client.send_authorized(me()).unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.counters().refreshes, 3);
+    stop.lock().unwrap().take();
+    other_caller.join().unwrap();
+}
+
+/// Counts the requests of each kind a transport saw: client-pair fetches and password grants.
+#[derive(Default)]
+struct Seen {
+    fetches: AtomicUsize,
+    logins: AtomicUsize,
+}
+
+fn invalid_client() -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(400)
+        .header("content-type", "application/problem+json; charset=utf-8")
+        .body(br#"{"status":400,"code":"invalid_client","detail":"Invalid client: client is invalid"}"#.to_vec())
+        .unwrap()
+}
+
+/// A blocking client over the fake that counts, and answers every password grant with
+/// `invalid_client` when `reject_every_login` is set.
+fn counting_client(
+    session: Session,
+    reject_every_login: bool,
+) -> (
+    BlockingClient<impl peertube_session::blocking::Transport>,
+    Arc<Seen>,
+) {
+    let fake = fake();
+    let seen = Arc::new(Seen::default());
+    let counted = seen.clone();
+    let transport = move |request: http::Request<Body>| {
+        if request.uri().path() == "/api/v1/oauth-clients/local" {
+            counted.fetches.fetch_add(1, Ordering::SeqCst);
+        }
+        if is_login(&request) {
+            counted.logins.fetch_add(1, Ordering::SeqCst);
+            if reject_every_login {
+                return Ok(invalid_client());
+            }
+        }
+        Ok(fake.handle(&request))
+    };
+    (BlockingClient::from_session(transport, session), seen)
+}
+
+fn stale_pair() -> Session {
+    let stale = peertube_session::OAuthClient::new("stale-id", "stale-secret");
+    Session::with_client(instance(), stale)
+}
+
+#[test]
+fn a_cached_client_pair_the_server_no_longer_knows_is_fetched_again_once() {
+    let (client, seen) = counting_client(stale_pair(), false);
+    client.login(&alice()).unwrap();
+    assert_eq!(client.state(), State::LoggedIn);
+    assert_eq!(seen.fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.logins.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_freshly_fetched_pair_that_is_refused_is_not_fetched_again() {
+    let (client, seen) = counting_client(Session::new(instance()), true);
+    let error = client.login(&alice()).unwrap_err();
+    assert!(matches!(error, Error::InvalidClient(_)), "{error:?}");
+    assert_eq!(seen.fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.logins.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_refetched_pair_that_is_refused_too_ends_the_login() {
+    let (client, seen) = counting_client(stale_pair(), true);
+    let error = client.login(&alice()).unwrap_err();
+    assert!(matches!(error, Error::InvalidClient(_)), "{error:?}");
+    assert_eq!(seen.fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.logins.load(Ordering::SeqCst), 2);
+}

@@ -545,3 +545,95 @@ fn one_letter_tokens_are_accepted_and_still_redacted() {
         "TokenResponse { access_token: AccessToken([redacted]), refresh_token: RefreshToken([redacted]), expires_in: None, refresh_token_expires_in: None }"
     );
 }
+
+// ----- classification edges: what an answer without a `code` means -----
+
+#[test]
+fn a_401_login_without_code_or_otp_header_is_not_a_two_factor_request() {
+    let bare = answer(401, &[], "");
+    let error = parse_login(&bare, &Secrets::none()).unwrap_err();
+    assert!(matches!(error, Error::Server(_)), "{error:?}");
+    assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED));
+
+    // The same status with PeerTube's `x-peertube-otp: required` header is one.
+    let asks = answer(401, &[("x-peertube-otp", "required")], "");
+    let error = parse_login(&asks, &Secrets::none()).unwrap_err();
+    assert!(matches!(error, Error::TwoFactorRequired(_)), "{error:?}");
+
+    // The header on another status, or on another operation, asks for nothing.
+    let wrong_status = answer(400, &[("x-peertube-otp", "required")], "");
+    let error = parse_login(&wrong_status, &Secrets::none()).unwrap_err();
+    assert!(!matches!(error, Error::TwoFactorRequired(_)), "{error:?}");
+    let error = parse_refresh(&asks, &Secrets::none()).unwrap_err();
+    assert!(!matches!(error, Error::TwoFactorRequired(_)), "{error:?}");
+}
+
+#[test]
+fn only_a_403_without_code_means_the_client_pair_is_forbidden_for_this_host() {
+    let forbidden = answer(403, &[], "");
+    let error = parse_oauth_client(&forbidden, &Secrets::none()).unwrap_err();
+    assert!(
+        matches!(error, Error::ClientForbiddenForHost(_)),
+        "{error:?}"
+    );
+
+    for (status, body) in [
+        (500, "{}"),
+        (502, "<html><body>Bad Gateway</body></html>"),
+        (404, ""),
+        (401, ""),
+    ] {
+        let error = parse_oauth_client(&answer(status, &[], body), &Secrets::none()).unwrap_err();
+        assert!(matches!(error, Error::Server(_)), "{status}: {error:?}");
+        assert_eq!(error.status(), StatusCode::from_u16(status).ok());
+    }
+    // A 403 that is another operation's answer is not about the client pair.
+    let error = parse_login(&forbidden, &Secrets::none()).unwrap_err();
+    assert!(
+        !matches!(error, Error::ClientForbiddenForHost(_)),
+        "{error:?}"
+    );
+}
+
+// ----- lenient problem+json -----
+
+#[test]
+fn escaped_strings_in_a_problem_are_unescaped_and_folded() {
+    let body = r#"{"status":400,"code":"invalid_grant","detail":"a \"quoted\" word\nnext \u00e9"}"#;
+    let error = parse_error(&problem(400, body), &Secrets::none());
+    assert_eq!(error.code, Some(ErrorCode::InvalidGrant));
+    assert_eq!(error.detail.as_deref(), Some("a \"quoted\" word next é"));
+}
+
+#[test]
+fn members_of_the_wrong_type_are_skipped_not_fatal() {
+    let body = r#"{"code":["invalid_grant"],"detail":{"text":"nested"},"error":"legacy text","status":400}"#;
+    let error = parse_error(&problem(400, body), &Secrets::none());
+    assert_eq!(error.code, None);
+    assert_eq!(error.detail.as_deref(), Some("legacy text"));
+    assert_eq!(error.excerpt, None);
+
+    let body = r#"{"code":"invalid_token","detail":[1,2,{"a":null}],"error":42}"#;
+    let error = parse_error(&problem(401, body), &Secrets::none());
+    assert_eq!(error.code, Some(ErrorCode::InvalidToken));
+    assert_eq!(error.detail, None);
+}
+
+#[test]
+fn parse_error_reads_a_body_at_its_cap_and_skips_one_over_it() {
+    let padded = |len: usize| {
+        let head = r#"{"code":"invalid_grant","detail":"d","pad":""#;
+        let tail = r#""}"#;
+        format!("{head}{}{tail}", " ".repeat(len - head.len() - tail.len()))
+    };
+    let at_cap = parse_error(&problem(400, &padded(DEFAULT_BODY_LIMIT)), &Secrets::none());
+    assert_eq!(at_cap.code, Some(ErrorCode::InvalidGrant));
+    assert_eq!(at_cap.detail.as_deref(), Some("d"));
+
+    let over = parse_error(
+        &problem(400, &padded(DEFAULT_BODY_LIMIT + 1)),
+        &Secrets::none(),
+    );
+    assert_eq!(over.status, StatusCode::BAD_REQUEST);
+    assert_eq!((over.code, over.detail, over.excerpt), (None, None, None));
+}

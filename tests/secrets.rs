@@ -195,3 +195,30 @@ fn the_fakes_counters_print_no_refresh_token() {
     assert!(!printed.contains(&refresh_token), "{printed}");
     assert!(printed.contains("refreshes: 1"), "{printed}");
 }
+
+/// Equality must see every byte: a comparison that answered "equal" for any two values, for
+/// values of the same length, or for permutations would make every `assert_eq!` on a saved
+/// session, a token answer or a client pair blind to its secrets.
+macro_rules! equality_sees_every_byte {
+    ($($name:ident),*) => {$(
+        assert_eq!($name::new("s3cret-value"), $name::new("s3cret-value"));
+        assert_eq!($name::new(""), $name::new(""));
+        assert_ne!($name::new("s3cret-value"), $name::new("s3cret-valuf"), "last byte");
+        assert_ne!($name::new("s3cret-value"), $name::new("t3cret-value"), "first byte");
+        assert_ne!($name::new("ab"), $name::new("ba"), "permutation");
+        assert_ne!($name::new("s3cret"), $name::new("s3cret-value"), "prefix");
+        assert_ne!($name::new(""), $name::new("x"), "empty");
+    )*};
+}
+
+#[test]
+fn secrets_are_equal_only_when_every_byte_is() {
+    equality_sees_every_byte!(
+        ClientSecret,
+        Password,
+        Otp,
+        ExternalAuthToken,
+        AccessToken,
+        RefreshToken
+    );
+}

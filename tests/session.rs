@@ -627,3 +627,68 @@ fn restore_refuses_an_empty_client_id_or_secret() {
     }
     assert!(Session::restore(session.save()).is_ok());
 }
+
+// ----- knobs that must take effect, flags only their own step may clear -----
+
+#[test]
+fn the_refresh_margin_moves_the_moment_a_refresh_is_due() {
+    let mut session = have_client();
+    session.set_refresh_margin(Duration::from_secs(3600));
+    let (_, pending) = session
+        .login(&Credentials::password("alice", "pw"))
+        .unwrap();
+    session.handle(pending, &tokens("a", "r"), t0()).unwrap();
+    // 86399 s of life, one hour of margin.
+    assert!(!session.refresh_due(at(86399 - 3601)));
+    assert!(session.refresh_due(at(86399 - 3600)));
+    assert_eq!(session.next_deadline(), Some(at(86399 - 3600)));
+}
+
+#[test]
+fn the_body_limit_set_on_a_session_is_the_one_its_answers_meet() {
+    let answer = tokens("access-2", "refresh-2");
+    let size = answer.body().len();
+
+    let mut session = logged_in();
+    session.set_body_limit(size - 1);
+    let (_, pending) = session.refresh().unwrap();
+    let error = session.handle(pending, &answer, t0()).unwrap_err();
+    assert!(
+        matches!(error, Error::ResponseTooLarge { limit, .. } if limit == size - 1),
+        "{error:?}"
+    );
+
+    let mut session = logged_in();
+    session.set_body_limit(size);
+    let (_, pending) = session.refresh().unwrap();
+    session.handle(pending, &answer, t0()).unwrap();
+}
+
+#[test]
+fn abandoning_another_step_keeps_the_refresh_in_flight() {
+    let mut session = logged_in();
+    let (_, refresh) = session.refresh().unwrap();
+    let (_, logout) = session.logout().unwrap();
+    session.abandon(logout);
+    assert!(session.refresh_in_flight());
+    assert_eq!(session.refresh().unwrap_err(), Error::RefreshInFlight);
+    session.abandon(refresh);
+    assert!(!session.refresh_in_flight());
+}
+
+#[test]
+fn abandoning_a_stale_refresh_keeps_the_current_one_in_flight() {
+    let mut session = logged_in();
+    let (_, old) = session.refresh().unwrap();
+    session.forget();
+    let (_, login) = session
+        .login(&Credentials::password("alice", "pw"))
+        .unwrap();
+    session
+        .handle(login, &tokens("access-9", "refresh-9"), t0())
+        .unwrap();
+    let (_, _current) = session.refresh().unwrap();
+    session.abandon(old);
+    assert!(session.refresh_in_flight());
+    assert_eq!(session.refresh().unwrap_err(), Error::RefreshInFlight);
+}

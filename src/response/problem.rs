@@ -248,4 +248,33 @@ mod tests {
         assert_eq!(printable("a  b".into(), 10), "a b");
         assert_eq!(printable("plain text".into(), 10), "plain text");
     }
+
+    #[test]
+    fn one_control_character_in_otherwise_clean_text_is_still_removed() {
+        // Each alone, so the fast path for clean text must notice it.
+        for dirty in [
+            "a\u{1b}[31mb",
+            "a\u{7}b",
+            "a\u{0}b",
+            "a\u{2028}b",
+            "a\u{85}b",
+            "a\tb",
+        ] {
+            let out = printable(dirty.into(), 64);
+            assert!(
+                !out.chars()
+                    .any(|c| c.is_control() || (c.is_whitespace() && c != ' ')),
+                "{dirty:?} -> {out:?}"
+            );
+            assert!(out.starts_with('a') && out.ends_with('b'), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn text_at_the_limit_is_kept_whole_and_one_more_is_cut() {
+        assert_eq!(printable("abc".into(), 3), "abc");
+        assert_eq!(printable("abcd".into(), 3), "abc…");
+        assert_eq!(printable(" abc".into(), 3), "abc");
+        assert_eq!(printable("ab ".into(), 3), "ab");
+    }
 }

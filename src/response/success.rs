@@ -225,3 +225,70 @@ impl Visitor<'_> for SecondsVisitor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifetime(json: &str) -> Result<u64, serde_json::Error> {
+        serde_json::from_str::<Seconds>(json).map(|Seconds(secs)| secs)
+    }
+
+    #[test]
+    fn a_lifetime_of_exactly_100_years_is_kept_and_one_second_more_is_refused() {
+        let cap = MAX_LIFETIME_SECS;
+        assert_eq!(cap, 3_153_600_000);
+        for accepted in [format!("{cap}"), format!("{cap}.0"), format!("\"{cap}\"")] {
+            assert_eq!(lifetime(&accepted).unwrap(), cap, "{accepted}");
+        }
+        for refused in [
+            format!("{}", cap + 1),
+            format!("{}.5", cap),
+            format!("\"{}\"", cap + 1),
+            "1e300".to_owned(),
+        ] {
+            assert!(lifetime(&refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_negative_or_non_numeric_lifetime_is_refused_not_read_as_zero() {
+        for refused in [
+            "-1", "-0.5", "-86400.0", "\"-3\"", "\"soon\"", "\"NaN\"", "\"inf\"",
+        ] {
+            assert!(lifetime(refused).is_err(), "{refused}");
+        }
+        assert_eq!(lifetime("86399.9").unwrap(), 86399);
+        assert_eq!(lifetime("\" 7200 \"").unwrap(), 7200);
+        assert_eq!(lifetime("0").unwrap(), 0);
+    }
+
+    #[test]
+    fn serde_messages_lose_the_values_they_quote() {
+        let cases = [
+            // serde quotes a string value with double quotes, a number or a name with backticks.
+            serde_json::from_str::<u64>(r#""SECRETVALUEbyquotes""#).unwrap_err(),
+            serde_json::from_str::<u64>(r#""SECRET\"VALUE\\with\"escapes""#).unwrap_err(),
+            serde_json::from_str::<RawClient>(r#"{"client_id": 1234567890123}"#)
+                .err()
+                .unwrap(),
+        ];
+        for error in &cases {
+            let described = describe(error);
+            assert!(
+                described.starts_with("not the expected JSON: "),
+                "{described}"
+            );
+            for piece in ["SECRET", "VALUE", "1234567890123", "escapes"] {
+                assert!(!described.contains(piece), "{piece} in {described}");
+            }
+            assert!(described.contains("expected"), "{described}");
+        }
+    }
+
+    #[test]
+    fn an_unclosed_quote_hides_the_rest_of_the_message() {
+        let error = serde_json::from_str::<u64>(r#""SECRET"#).unwrap_err();
+        assert!(!describe(&error).contains("SECRET"));
+    }
+}
