@@ -32,7 +32,7 @@ failed=0
 for target in "${targets[@]}"; do
     corpus="corpus/$target"
     mkdir -p "$corpus" "artifacts/$target"
-    cp -n seeds/"$target"/* "$corpus"/ 2>/dev/null || true
+    cp -n ../tests/fuzz/seeds/"$target"/* "$corpus"/ 2>/dev/null || true
     log="artifacts/$target/smoke.log"
     cargo +nightly fuzz run -O "$target" "$corpus" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 >"$log" 2>&1

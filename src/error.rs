@@ -188,8 +188,14 @@ pub struct ServerError {
     pub code: Option<ErrorCode>,
     /// The human-readable `detail` (or the legacy `error` member of PeerTube 6.x).
     pub detail: Option<String>,
-    /// The `Retry-After` header, in seconds (only the delta-seconds form is read).
+    /// How long the `Retry-After` header asks to wait. Its delta-seconds form (what PeerTube
+    /// sends) is read as it is; its HTTP-date form is read against the answer's own `Date`
+    /// header, the server's clock, so no clock of this side is needed (without a `Date`, see
+    /// [`retry_at`](Self::retry_at)). A date already past is a wait of zero.
     pub retry_after: Option<Duration>,
+    /// The `Retry-After` header's HTTP-date form, as a moment (for a proxy that sends a date
+    /// without a `Date` header: compare it with your clock).
+    pub retry_at: Option<std::time::SystemTime>,
     /// The `X-RateLimit-*` headers, when all three were sent.
     pub rate_limit: Option<RateLimitInfo>,
     /// The response header `x-peertube-otp` said `required`: two-factor authentication is on.
@@ -216,6 +222,7 @@ impl fmt::Display for ServerError {
 }
 
 /// The `X-RateLimit-*` headers of a 429 (or of any limited answer).
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitInfo {
     /// `X-RateLimit-Limit`: requests allowed in the window.
@@ -230,6 +237,7 @@ macro_rules! error_codes {
     ($($(#[$doc:meta])* $variant:ident = $text:literal,)*) => {
         /// PeerTube's error `code` member. Unknown codes are kept verbatim in
         /// [`ErrorCode::Other`]: servers add codes over time.
+        #[non_exhaustive]
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub enum ErrorCode {
             $($(#[$doc])* $variant,)*
@@ -302,6 +310,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// The session operations, as named in errors.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// `GET /api/v1/oauth-clients/local`.

@@ -69,6 +69,10 @@ impl Instance {
         if authority.host().is_empty() {
             return Err(UrlError::MissingHost);
         }
+        // Host names are case-insensitive, and PeerTube compares the `Host` header with its
+        // configured (lower-case) hostname: send it the way the server writes it.
+        let authority = Authority::try_from(authority.as_str().to_ascii_lowercase())
+            .map_err(|_| UrlError::Malformed)?;
         // `http::Uri` accepts any digits as a port (and an empty one), and reads an out-of-range
         // port as none at all, which would send the request to the scheme's default port.
         // (The user-info part was refused above, so the authority is `host[:port]`.)
@@ -127,7 +131,8 @@ impl Instance {
     }
 
     /// The URI of an API path on this instance, e.g. `uri("/api/v1/users/me")`. The path may
-    /// carry a query. A fragment (`#…`, which HTTP never sends) and dot segments (`.`, `..`,
+    /// carry a query. A path that already starts with the instance's path prefix is not given
+    /// it twice. A fragment (`#…`, which HTTP never sends) and dot segments (`.`, `..`,
     /// also percent-encoded as `%2e`), which could climb out of the instance's path, are
     /// refused with [`UrlError::BadPath`].
     ///
@@ -136,6 +141,7 @@ impl Instance {
     ///
     /// let instance = Instance::new("https://example.org/peertube")?;
     /// assert_eq!(instance.uri("api/v1/config")?.path(), "/peertube/api/v1/config");
+    /// assert_eq!(instance.uri("/peertube/api/v1/config")?.path(), "/peertube/api/v1/config");
     /// assert!(instance.uri("/../../etc/passwd").is_err());
     /// assert!(instance.uri("/api/v1/%2E%2e/x").is_err());
     /// assert!(instance.uri("/api/v1/videos#top").is_err());
@@ -148,12 +154,16 @@ impl Instance {
         if path_and_query.contains('#') || path.split('/').any(is_dot_segment) {
             return Err(Error::InvalidUrl(UrlError::BadPath));
         }
-        let separator = if path_and_query.starts_with('/') {
-            ""
+        let full = if self.is_under_prefix(path) {
+            path_and_query.to_owned()
         } else {
-            "/"
+            let separator = if path_and_query.starts_with('/') {
+                ""
+            } else {
+                "/"
+            };
+            format!("{}{separator}{path_and_query}", self.prefix)
         };
-        let full = format!("{}{separator}{path_and_query}", self.prefix);
         let path =
             PathAndQuery::try_from(full).map_err(|_| Error::InvalidUrl(UrlError::BadPath))?;
         Uri::builder()
@@ -171,8 +181,38 @@ impl Instance {
         })
     }
 
-    /// Whether `uri` points at this instance (same scheme, host and port), the only place its
-    /// access token may be sent.
+    /// Whether `uri` is this instance's: the same origin, and a path under the instance's path
+    /// prefix with no dot segment that could climb out of it. Only such requests get its access
+    /// token: an instance at `https://example.org/peertube` shares its origin with whatever
+    /// else runs on `example.org`.
+    ///
+    /// ```
+    /// use peertube_session::Instance;
+    ///
+    /// let instance = Instance::new("https://example.org/peertube")?;
+    /// let owns = |uri: &str| instance.contains(&uri.parse().unwrap());
+    /// assert!(owns("https://example.org/peertube/api/v1/users/me"));
+    /// assert!(!owns("https://example.org/other-app/api"));
+    /// assert!(!owns("https://example.org/peertube-evil/api"));
+    /// assert!(!owns("https://example.org/peertube/../other-app"));
+    /// # Ok::<(), peertube_session::Error>(())
+    /// ```
+    pub fn contains(&self, uri: &Uri) -> bool {
+        self.is_same_origin(uri)
+            && self.is_under_prefix(uri.path())
+            && !uri.path().split('/').any(is_dot_segment)
+    }
+
+    /// Whether `path` is the prefix itself or below it (always, without a prefix).
+    fn is_under_prefix(&self, path: &str) -> bool {
+        match path.strip_prefix(self.prefix.as_str()) {
+            Some(rest) => self.prefix.is_empty() || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+
+    /// Whether `uri` points at this instance's origin (same scheme, host and port). The access
+    /// token needs more: see [`Instance::contains`].
     pub fn is_same_origin(&self, uri: &Uri) -> bool {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return false;

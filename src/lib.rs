@@ -129,7 +129,8 @@
 //!
 //! ## Features
 //!
-//! None are on by default, and the core depends on nothing that does IO.
+//! None are on by default, and the core depends on nothing that does IO. On docs.rs every item
+//! that needs a feature says which.
 //! - `blocking-client`: `blocking::BlockingClient` over any blocking HTTP client: login with
 //!   two-factor prompt, auto-refresh, authorized calls with one retry, single-flight refresh
 //!   across threads, one deadline per call, logout.
@@ -137,11 +138,13 @@
 //!   needed); every future is `Send`.
 //! - `ureq`: `blocking-client` plus `blocking::UreqTransport`.
 //! - `hyper`: `async-client` plus `asynchronous::HyperTransport` (tokio).
-//! - `fake`: [`fake::FakePeerTube`], a model of a PeerTube server's session endpoints for tests,
+//! - `fake`: `fake::FakePeerTube`, a model of a PeerTube server's session endpoints for tests,
 //!   in-process or served on a loopback port.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` on nightly: label each feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// The README's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "ureq", feature = "hyper"))]

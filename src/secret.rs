@@ -97,9 +97,10 @@ secret_type!(
 );
 
 /// Compares without an early exit on the first differing byte, so timing does not reveal how
-/// much of a secret matched (length still may).
+/// much of a secret matched (length still may). `subtle` keeps the optimiser from turning the
+/// comparison back into one that stops early.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// Whether a token can travel in an `Authorization` header and a form: non-empty visible ASCII.

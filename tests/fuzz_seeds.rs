@@ -1,13 +1,15 @@
-//! Replays every fuzz seed (`fuzz/seeds/<target>/`) and every committed reproducer
-//! (`fuzz/regressions/<target>/`) through the same checks the fuzz targets run, on stable.
+//! Replays every fuzz seed (`tests/fuzz/seeds/<target>/`) and every committed reproducer
+//! (`tests/fuzz/regressions/<target>/`) through the same checks the fuzz targets run, on stable.
 
-#[path = "../fuzz/checks.rs"]
+#[path = "fuzz/checks.rs"]
 mod checks;
 
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fuzz");
     let mut replayed = 0;
     for folder in ["seeds", "regressions"] {
         let Ok(entries) = std::fs::read_dir(root.join(folder).join(target)) else {

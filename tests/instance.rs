@@ -156,3 +156,52 @@ fn dot_segments_plain_or_encoded_are_refused_in_the_base_path_and_in_uris() {
         "https://example.org/peertube/api/v1/videos/a..b?q=.."
     );
 }
+
+#[test]
+fn a_token_goes_only_under_the_instances_path_prefix() {
+    let instance = Instance::new("https://example.org/peertube").unwrap();
+    let owns = |uri: &str| instance.contains(&uri.parse().unwrap());
+    assert!(owns("https://example.org/peertube"));
+    assert!(owns("https://example.org/peertube/"));
+    assert!(owns("https://example.org/peertube/api/v1/users/me?x=1"));
+    assert!(owns("https://EXAMPLE.org:443/peertube/api"));
+    assert!(!owns("https://example.org/"));
+    assert!(!owns("https://example.org/other-app/api"));
+    assert!(!owns("https://example.org/peertube-evil/api"));
+    assert!(!owns("https://example.org/peertube/api/../../other-app"));
+    assert!(!owns("https://example.org/peertube/%2e%2E/other-app"));
+    assert!(!owns("https://other.example.org/peertube/api"));
+    // The origin alone still matches: that is all `is_same_origin` says.
+    assert!(instance.is_same_origin(&"https://example.org/other-app".parse().unwrap()));
+
+    let root = Instance::new("https://example.org").unwrap();
+    assert!(root.contains(&"https://example.org/anything".parse().unwrap()));
+    assert!(!root.contains(&"https://example.org/api/../x".parse().unwrap()));
+}
+
+#[test]
+fn an_already_prefixed_path_is_not_prefixed_twice() {
+    let instance = Instance::new("https://example.org/peertube").unwrap();
+    for path in ["/peertube/api/v1/config", "/api/v1/config", "api/v1/config"] {
+        assert_eq!(
+            instance.uri(path).unwrap().path(),
+            "/peertube/api/v1/config",
+            "{path}"
+        );
+    }
+    // A path that only begins with the same letters is not under the prefix.
+    assert_eq!(
+        instance.uri("/peertubex/api").unwrap().path(),
+        "/peertube/peertubex/api"
+    );
+}
+
+#[test]
+fn the_host_is_lower_cased_as_peertube_compares_it() {
+    let instance = Instance::new("HTTPS://Video.EXAMPLE.org:8443/PeerTube").unwrap();
+    assert_eq!(
+        instance.base_url(),
+        "https://video.example.org:8443/PeerTube"
+    );
+    assert_eq!(instance.authority(), "video.example.org:8443");
+}

@@ -637,3 +637,57 @@ fn parse_error_reads_a_body_at_its_cap_and_skips_one_over_it() {
     assert_eq!(over.status, StatusCode::BAD_REQUEST);
     assert_eq!((over.code, over.detail, over.excerpt), (None, None, None));
 }
+
+// ----- Retry-After in both forms -----
+
+#[test]
+fn retry_after_is_read_in_seconds_and_as_a_date_against_the_servers_clock() {
+    let seconds = parse_error(
+        &answer(429, &[("retry-after", "120")], ""),
+        &Secrets::none(),
+    );
+    assert_eq!(seconds.retry_after, Some(Duration::from_secs(120)));
+    assert_eq!(seconds.retry_at, None);
+
+    let dated = answer(
+        503,
+        &[
+            ("date", "Sat, 28 Nov 2026 22:00:00 GMT"),
+            ("retry-after", "Sat, 28 Nov 2026 22:01:30 GMT"),
+        ],
+        "",
+    );
+    let error = parse_error(&dated, &Secrets::none());
+    assert_eq!(error.retry_after, Some(Duration::from_secs(90)));
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_795_903_290);
+    assert_eq!(error.retry_at, Some(at));
+
+    let no_date = answer(503, &[("retry-after", "Sat, 28 Nov 2026 22:01:30 GMT")], "");
+    let error = parse_error(&no_date, &Secrets::none());
+    assert_eq!((error.retry_after, error.retry_at), (None, Some(at)));
+
+    let past = answer(
+        503,
+        &[
+            ("date", "Sat, 28 Nov 2026 22:05:00 GMT"),
+            ("retry-after", "Sat, 28 Nov 2026 22:01:30 GMT"),
+        ],
+        "",
+    );
+    assert_eq!(
+        parse_error(&past, &Secrets::none()).retry_after,
+        Some(Duration::ZERO)
+    );
+
+    for garbage in ["soon", "-5", "Sat, 99 Nov 2026 22:01:30 GMT", ""] {
+        let error = parse_error(
+            &answer(429, &[("retry-after", garbage)], ""),
+            &Secrets::none(),
+        );
+        assert_eq!(
+            (error.retry_after, error.retry_at),
+            (None, None),
+            "{garbage}"
+        );
+    }
+}

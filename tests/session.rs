@@ -692,3 +692,33 @@ fn abandoning_a_stale_refresh_keeps_the_current_one_in_flight() {
     assert!(session.refresh_in_flight());
     assert_eq!(session.refresh().unwrap_err(), Error::RefreshInFlight);
 }
+
+#[test]
+fn the_access_token_stays_under_the_instances_path_prefix() {
+    let prefixed = Instance::new("https://example.org/peertube").unwrap();
+    let mut session = Session::with_client(prefixed, OAuthClient::new("cid", "csecret"));
+    let (_, pending) = session
+        .login(&Credentials::password("alice", "pw"))
+        .unwrap();
+    session
+        .handle(pending, &tokens("access-1", "refresh-1"), t0())
+        .unwrap();
+    for outside in [
+        "https://example.org/other-app/api",
+        "https://example.org/peertube-evil/api",
+        "https://example.org/peertube/../other-app",
+    ] {
+        let mut request = http::Request::get(outside).body(()).unwrap();
+        assert_eq!(
+            session.authorize(&mut request, t0()).unwrap_err(),
+            Error::ForeignOrigin,
+            "{outside}"
+        );
+        assert!(request.headers().get("authorization").is_none());
+    }
+    let mut inside = http::Request::get("https://example.org/peertube/api/v1/users/me")
+        .body(())
+        .unwrap();
+    session.authorize(&mut inside, t0()).unwrap();
+    assert!(inside.headers().get("authorization").is_some());
+}

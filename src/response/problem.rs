@@ -5,7 +5,7 @@ use super::DEFAULT_BODY_LIMIT;
 use super::redact::{Secrets, redact};
 use crate::error::{Error, ErrorCode, Operation, RateLimitInfo, ServerError};
 use crate::request::OTP_HEADER;
-use http::header::RETRY_AFTER;
+use http::header::{DATE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, Response, StatusCode};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -119,7 +119,8 @@ pub(super) fn read<B>(response: &Response<B>, body: &[u8], secrets: &Secrets<'_>
         status: response.status(),
         code: None,
         detail: None,
-        retry_after: header_u64(headers, &RETRY_AFTER).map(Duration::from_secs),
+        retry_after: retry_after(headers),
+        retry_at: header_date(headers, &RETRY_AFTER),
         rate_limit: rate_limit(headers),
         two_factor_required: headers.get(OTP_HEADER).is_some_and(|value| {
             value
@@ -190,6 +191,21 @@ pub(super) fn classify(operation: Operation, error: ServerError) -> Error {
 
 fn header_u64(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` in either form (RFC 9110 §10.2.3): delta-seconds, or an HTTP-date taken
+/// relative to the answer's `Date`.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(secs) = header_u64(headers, &RETRY_AFTER) {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = header_date(headers, &RETRY_AFTER)?;
+    let sent = header_date(headers, &DATE)?;
+    Some(at.duration_since(sent).unwrap_or(Duration::ZERO))
+}
+
+fn header_date(headers: &HeaderMap, name: &HeaderName) -> Option<std::time::SystemTime> {
+    httpdate::parse_http_date(headers.get(name)?.to_str().ok()?.trim()).ok()
 }
 
 fn rate_limit(headers: &HeaderMap) -> Option<RateLimitInfo> {

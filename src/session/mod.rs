@@ -34,6 +34,7 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 ///                                                  ▼
 ///                                                Revoked ── login ──▶ LoggedIn
 /// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// No OAuth client pair yet: [`Session::fetch_client`] is the next step.
@@ -318,7 +319,8 @@ impl Session {
     }
 
     /// Puts `Authorization: Bearer <access token>` (marked sensitive) on any other PeerTube API
-    /// request. Refuses a request for another origin ([`Error::ForeignOrigin`]) and an access
+    /// request. Refuses a request that is not the instance's (another origin, or a path outside
+    /// its path prefix: [`Error::ForeignOrigin`], see [`Instance::contains`]) and an access
     /// token past its expiry ([`Error::AccessTokenExpired`]: refresh first).
     pub fn authorize<B>(
         &self,
@@ -326,7 +328,7 @@ impl Session {
         now: SystemTime,
     ) -> Result<Authorized, Error> {
         self.expect(Operation::Authorize, |s| s == State::LoggedIn)?;
-        if !self.instance.is_same_origin(request.uri()) {
+        if !self.instance.contains(request.uri()) {
             return Err(Error::ForeignOrigin);
         }
         if self.access_expired(now) {
