@@ -59,7 +59,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         account["username"].as_str().unwrap_or("?")
     );
 
-    if let Some(redirect) = client.logout()? {
+    if let Some(redirect) = client.logout()?.redirect_url {
         println!("logged out; the auth plugin asks to visit {redirect}");
     } else {
         println!("logged out");

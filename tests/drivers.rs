@@ -45,7 +45,7 @@ impl Driver for BlockingClient<UreqTransport> {
         BlockingClient::ensure_fresh(self)
     }
     fn logout(&self) -> Result<Option<String>, Error> {
-        BlockingClient::logout(self)
+        BlockingClient::logout(self).map(|answer| answer.redirect_url)
     }
     fn state(&self) -> State {
         BlockingClient::state(self)
@@ -67,7 +67,7 @@ impl Driver for Async {
     fn login_with_otp(&self, credentials: &Credentials, otp: Option<String>) -> Result<(), Error> {
         self.runtime.block_on(
             self.client
-                .login_with_otp_prompt(credentials, async { otp }),
+                .login_with_otp_prompt(credentials, || async { otp }),
         )
     }
     fn send_authorized(
@@ -80,7 +80,9 @@ impl Driver for Async {
         self.runtime.block_on(self.client.ensure_fresh())
     }
     fn logout(&self) -> Result<Option<String>, Error> {
-        self.runtime.block_on(self.client.logout())
+        self.runtime
+            .block_on(self.client.logout())
+            .map(|answer| answer.redirect_url)
     }
     fn state(&self) -> State {
         self.client.state()
@@ -480,7 +482,7 @@ fn async_client_futures_are_send() {
     );
     let credentials = alice();
     assert_send(client.login(&credentials));
-    assert_send(client.login_with_otp_prompt(&credentials, async { None }));
+    assert_send(client.login_with_otp_prompt(&credentials, || async { None }));
     assert_send(client.ensure_fresh());
     assert_send(client.access_token());
     assert_send(client.send_authorized(http::Request::new(Body::default())));

@@ -205,3 +205,23 @@ fn the_host_is_lower_cased_as_peertube_compares_it() {
     );
     assert_eq!(instance.authority(), "video.example.org:8443");
 }
+
+#[test]
+fn a_default_port_written_out_is_the_same_origin_as_none() {
+    let http = Instance::new("http://127.0.0.1:80").unwrap();
+    assert!(http.is_same_origin(&"http://127.0.0.1/x".parse().unwrap()));
+    assert!(!http.is_same_origin(&"http://127.0.0.1:8080/x".parse().unwrap()));
+    let https = Instance::new("https://video.example.org").unwrap();
+    assert!(https.is_same_origin(&"https://video.example.org:443/x".parse().unwrap()));
+    assert!(!https.is_same_origin(&"https://video.example.org:80/x".parse().unwrap()));
+    assert!(!https.is_same_origin(&"http://video.example.org:443/x".parse().unwrap()));
+}
+
+#[test]
+fn debug_shows_the_base_url() {
+    let instance = Instance::new("https://example.org/peertube/").unwrap();
+    assert_eq!(
+        format!("{instance:?}"),
+        r#"Instance("https://example.org/peertube")"#
+    );
+}

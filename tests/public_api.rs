@@ -164,3 +164,40 @@ fn display_says_what_a_person_would() {
         "refresh is not possible while the session is not logged in"
     );
 }
+
+#[cfg(all(feature = "blocking-client", feature = "fake"))]
+#[test]
+fn send_authorized_takes_any_body_that_converts_and_sends_it_unchanged() {
+    use peertube_session::blocking::BlockingClient;
+    use peertube_session::fake::{FakePeerTube, FakeUser};
+    use std::sync::{Arc, Mutex};
+
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .build();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    let transport = move |request: http::Request<Body>| {
+        if request.uri().path().starts_with("/api/v1/users/me") {
+            log.lock().unwrap().push(request.body().as_bytes().to_vec());
+        }
+        Ok(fake.handle(&request))
+    };
+    let client = BlockingClient::new(transport, Instance::new("http://127.0.0.1:9").unwrap());
+    client
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    let empty = http::Request::get("/api/v1/users/me").body(()).unwrap();
+    client.send_authorized(empty).unwrap();
+    let json = serde_json::to_vec(&serde_json::json!({ "displayName": "Alice" })).unwrap();
+    let put = http::Request::put("/api/v1/users/me")
+        .header("content-type", "application/json")
+        .body(json.clone())
+        .unwrap();
+    client.send_authorized(put).unwrap();
+    let text = http::Request::put("/api/v1/users/me")
+        .body(String::from("plain"))
+        .unwrap();
+    client.send_authorized(text).unwrap();
+    assert_eq!(*sent.lock().unwrap(), [Vec::new(), json, b"plain".to_vec()]);
+}

@@ -15,7 +15,7 @@
 //! client.login_with_otp_prompt(&Credentials::password("alice", "correct horse"), || {
 //!     Some("123456".to_owned()) // ask the user
 //! })?;
-//! let me = http::Request::get(client.instance().uri("/api/v1/users/me")?).body(().into())?;
+//! let me = http::Request::get("/api/v1/users/me").body(())?;
 //! let answer = client.send_authorized(me)?;
 //! println!("{}", String::from_utf8_lossy(answer.body()));
 //! client.logout()?;
@@ -33,6 +33,7 @@ use crate::client::{AsyncClient, AsyncTransport};
 use crate::driver::deadline_elapsed;
 use crate::error::{Error, TransportError};
 use crate::request::{Body, Credentials};
+use crate::response::RevokeResponse;
 use crate::secret::AccessToken;
 use crate::session::{SavedSession, Session, State};
 use http::{Request, Response};
@@ -215,8 +216,26 @@ impl<T: Transport> BlockingClient<T> {
     /// (`/api/v1/users/me`) goes to this instance. If the answer is 401 `invalid_token`,
     /// refreshes once and retries; if the token on it had meanwhile been replaced by another
     /// caller's refresh, retries with the new token. At most three sends; the last answer is
-    /// returned whatever its status.
-    pub fn send_authorized(&self, request: Request<Body>) -> Result<Response<Vec<u8>>, Error> {
+    /// returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
+    /// `String`, a `Vec<u8>`. A JSON call:
+    ///
+    /// ```no_run
+    /// # use peertube_session::blocking::{BlockingClient, UreqTransport};
+    /// # use peertube_session::Instance;
+    /// # let client = BlockingClient::new(UreqTransport::new(), Instance::new("https://video.example.org")?);
+    /// let rename = serde_json::json!({ "displayName": "Alice" });
+    /// let request = http::Request::put("/api/v1/users/me")
+    ///     .header("content-type", "application/json")
+    ///     .body(serde_json::to_vec(&rename)?)?;
+    /// let answer = client.send_authorized(request)?;
+    /// assert!(answer.status().is_success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_authorized<B: Into<Body>>(
+        &self,
+        request: Request<B>,
+    ) -> Result<Response<Vec<u8>>, Error> {
+        let request = request.map(Into::into);
         let deadline = self.driver.deadline();
         block_on(
             deadline,
@@ -225,8 +244,8 @@ impl<T: Transport> BlockingClient<T> {
     }
 
     /// Logs out (refreshing first if the access token is expired, since an expired token cannot
-    /// be revoked). Returns the `redirectUrl` an auth plugin may send.
-    pub fn logout(&self) -> Result<Option<String>, Error> {
+    /// be revoked). Returns the answer, with the `redirectUrl` an auth plugin may send.
+    pub fn logout(&self) -> Result<RevokeResponse, Error> {
         let deadline = self.driver.deadline();
         block_on(deadline, self.driver.logout_within(deadline))
     }

@@ -7,7 +7,7 @@ use crate::driver::{CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, deadline_elapsed}
 use crate::error::{Error, Operation, TransportError};
 use crate::flight::{Flights, Role};
 use crate::request::{self, Body, Credentials};
-use crate::response::{Parser, Secrets};
+use crate::response::{Parser, RevokeResponse, Secrets};
 use crate::secret::AccessToken;
 use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
 use http::{Request, Response};
@@ -273,9 +273,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
         let mut sends = 0;
         loop {
             sends += 1;
-            let (ticket, response) = self
-                .send_with_token(copy_request(&request), deadline)
-                .await?;
+            let (ticket, response) = self.send_with_token(request.clone(), deadline).await?;
             // `Some(whether the dead token was still ours)` when the token on it was dead.
             let dead = {
                 let mut session = self.session();
@@ -335,7 +333,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
     pub(crate) async fn logout_within(
         &self,
         deadline: CallDeadline,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<RevokeResponse, Error> {
         self.ensure_fresh_within(deadline).await?;
         let step = self.session().logout()?;
         let event = match self.exchange(step, deadline).await {
@@ -346,7 +344,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
             }
             other => other?,
         };
-        Ok(logout_redirect(event))
+        Ok(revoked(event))
     }
 }
 
@@ -370,20 +368,21 @@ impl<T: AsyncTransport> AsyncClient<T> {
         within(deadline, self.login_within(credentials, deadline)).await
     }
 
-    /// Logs in, and if the server asks for a two-factor code, awaits `ask_otp` once and logs
-    /// in again with it (no second password prompt). `None` gives up with
-    /// [`Error::TwoFactorRequired`]. Each login has its own deadline; the time `ask_otp` takes
-    /// is not counted.
-    pub async fn login_with_otp_prompt<F>(
+    /// Logs in, and if the server asks for a two-factor code, calls `ask_otp` once, awaits its
+    /// answer and logs in again with it (no second password prompt); `ask_otp` is not called
+    /// when no code is needed. `None` gives up with [`Error::TwoFactorRequired`]. Each login
+    /// has its own deadline; the time `ask_otp` takes is not counted.
+    pub async fn login_with_otp_prompt<F, A>(
         &self,
         credentials: &Credentials,
-        ask_otp: F,
+        ask_otp: A,
     ) -> Result<(), Error>
     where
+        A: FnOnce() -> F,
         F: Future<Output = Option<String>>,
     {
         match self.login(credentials).await {
-            Err(Error::TwoFactorRequired(challenge)) => match ask_otp.await {
+            Err(Error::TwoFactorRequired(challenge)) => match ask_otp().await {
                 Some(code) => self.login(&credentials.clone().with_otp(code)).await,
                 None => Err(Error::TwoFactorRequired(challenge)),
             },
@@ -410,18 +409,20 @@ impl<T: AsyncTransport> AsyncClient<T> {
     /// (`/api/v1/users/me`) goes to this instance. If the answer is 401 `invalid_token`,
     /// refreshes once and retries; if the token on it had meanwhile been replaced by another
     /// caller's refresh, retries with the new token. At most three sends; the last answer is
-    /// returned whatever its status.
-    pub async fn send_authorized(
+    /// returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
+    /// `String`, a `Vec<u8>` (for JSON, with its `Content-Type` header).
+    pub async fn send_authorized<B: Into<Body>>(
         &self,
-        request: Request<Body>,
+        request: Request<B>,
     ) -> Result<Response<Vec<u8>>, Error> {
         let deadline = self.deadline();
+        let request = request.map(Into::into);
         within(deadline, self.send_authorized_within(request, deadline)).await
     }
 
     /// Logs out (refreshing first if the access token is expired, since an expired token cannot
-    /// be revoked). Returns the `redirectUrl` an auth plugin may send.
-    pub async fn logout(&self) -> Result<Option<String>, Error> {
+    /// be revoked). Returns the answer, with the `redirectUrl` an auth plugin may send.
+    pub async fn logout(&self) -> Result<RevokeResponse, Error> {
         let deadline = self.deadline();
         within(deadline, self.logout_within(deadline)).await
     }
@@ -484,17 +485,6 @@ fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A copy of a request for the one retry after a refresh; extensions are not copied (they are
-/// not `Clone`), and the `Authorization` header is replaced by `authorize` anyway.
-fn copy_request(request: &Request<Body>) -> Request<Body> {
-    let mut copy = Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    copy
-}
-
 /// Whether the session needs a refresh before its token is used; only a logged-in session has
 /// a token to use.
 fn refresh_needed(session: &Session, now: SystemTime) -> Result<bool, Error> {
@@ -507,10 +497,10 @@ fn refresh_needed(session: &Session, now: SystemTime) -> Result<bool, Error> {
     }
 }
 
-/// The `redirectUrl` of a logout answer.
-fn logout_redirect(event: Event) -> Option<String> {
+/// What a logout answer said (its `redirectUrl`).
+fn revoked(event: Event) -> RevokeResponse {
     match event {
-        Event::LoggedOut { redirect_url } => redirect_url,
-        _ => None,
+        Event::LoggedOut { redirect_url } => RevokeResponse { redirect_url },
+        _ => RevokeResponse::default(),
     }
 }

@@ -25,6 +25,10 @@ pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// Sends requests with hyper-util's client. Bring your own client (any connector: a proxy,
 /// another TLS stack, a Unix socket) with [`HyperTransport::with_client`].
 ///
+/// It reads no proxy from the environment, like [`UreqTransport`](crate::blocking::UreqTransport)
+/// (where requests go, with a password or a token in them, is decided in code); for a proxy,
+/// bring a client whose connector goes through it.
+///
 /// It needs a tokio runtime to spawn its connections on (the `rt` part: a runtime built
 /// without `enable_time` is fine). Its timeout uses a runtime-agnostic timer, shortened to the
 /// call's [`CallDeadline`] when that leaves less.

@@ -66,6 +66,12 @@ macro_rules! phase_timeouts {
 /// 45 µs per request on loopback (BENCHMARKS.md). An instance given by IP address needs no
 /// lookup, so its requests start no thread; a host name's lookup stays bounded, thread and all.
 ///
+/// # Proxies
+/// Like [`HyperTransport`](crate::asynchronous::HyperTransport), [`UreqTransport::new`] reads
+/// no proxy from the environment (ureq's own default reads `HTTP(S)_PROXY` and `ALL_PROXY`):
+/// where requests go, with a password or a token in them, is decided in code. For a proxy,
+/// give [`UreqTransport::with_agent`] an agent configured with `ureq::Proxy`.
+///
 /// # Logging
 /// With a `log` logger at `Trace` for the `ureq` target, ureq prints each request's head,
 /// `Authorization: Bearer …` included. This crate cannot change that: keep ureq's logging at
@@ -162,7 +168,8 @@ impl Transport for UreqTransport {
 fn own_agent(timeout: Duration) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .max_redirects(0);
+        .max_redirects(0)
+        .proxy(None);
     phase_timeouts!(config, timeout, false).build().into()
 }
 
@@ -203,5 +210,49 @@ fn io_kind(error: &io::Error) -> TransportErrorKind {
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::BrokenPipe => TransportErrorKind::ConnectionClosed,
         _ => TransportErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn its_own_agent_takes_no_proxy_from_the_environment() {
+        for transport in [
+            UreqTransport::new(),
+            UreqTransport::new().timeout(Duration::from_secs(5)),
+        ] {
+            assert!(transport.agent.config().proxy().is_none());
+        }
+    }
+
+    #[test]
+    fn only_a_host_name_needs_a_lookup() {
+        let needs = |uri: &str| needs_lookup(&uri.parse().unwrap());
+        assert!(needs("https://video.example.org/api"));
+        assert!(needs("http://localhost:9000/"));
+        assert!(!needs("http://127.0.0.1:9000/"));
+        assert!(!needs("http://[::1]:9000/"));
+        assert!(!needs("https://[2001:db8::1]/"));
+    }
+
+    #[test]
+    fn the_phases_add_up_to_the_timeout() {
+        let timeout = Duration::from_millis(30_000);
+        let shares = [
+            RESOLVE,
+            CONNECT,
+            SEND_REQUEST,
+            SEND_BODY,
+            RECV_RESPONSE,
+            RECV_BODY,
+        ];
+        let total: Duration = shares.iter().filter_map(|&p| share(timeout, p)).sum();
+        assert_eq!(total, timeout);
+        assert_eq!(
+            share(timeout, RECV_RESPONSE),
+            Some(Duration::from_millis(16_500))
+        );
     }
 }
