@@ -761,3 +761,87 @@ fn a_refetched_pair_that_is_refused_too_ends_the_login() {
     assert_eq!(seen.fetches.load(Ordering::SeqCst), 1);
     assert_eq!(seen.logins.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_request_with_a_host_but_no_scheme_is_refused_not_sent_to_the_instance() {
+    let fake = fake();
+    let server = fake.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let transport = move |request: http::Request<Body>| {
+        log.lock().unwrap().push(request.uri().to_string());
+        Ok(server.handle(&request))
+    };
+    let client = BlockingClient::new(transport, instance());
+    client.login(&alice()).unwrap();
+    let sent_before = seen.lock().unwrap().len();
+    // An authority-form URI: a host, no scheme, no path.
+    let elsewhere = http::Request::get("evil.example.org:443").body(()).unwrap();
+    assert_eq!(
+        client.send_authorized(elsewhere).unwrap_err(),
+        Error::ForeignOrigin
+    );
+    assert_eq!(seen.lock().unwrap().len(), sent_before);
+}
+
+#[test]
+fn a_token_dead_on_every_arrival_is_looked_for_three_times_then_given_up() {
+    // Every read of the clock is two hours later than the one before, and tokens live one
+    // hour: each refresh hands out a token that has expired by the time it is put on the
+    // request. The call must give up after three tries, not go on refreshing.
+    let fake = fake();
+    let server = fake.clone();
+    let transport = move |request: http::Request<Body>| Ok(server.handle(&request));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let (clock, counter) = (fake.clone(), reads.clone());
+    let client = BlockingClient::new(transport, instance()).with_clock(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst) as u64;
+        clock.now() + Duration::from_secs(7200 * n)
+    });
+    client.login(&alice()).unwrap();
+    let error = client.send_authorized(me()).unwrap_err();
+    assert_eq!(error, Error::AccessTokenExpired);
+    assert_eq!(fake.counters().refreshes, 3);
+}
+
+#[test]
+fn the_async_client_fetches_the_client_pair_on_its_own() {
+    let fake = fake();
+    let server = fake.clone();
+    let transport = move |request: http::Request<Body>| {
+        let answer = server.handle(&request);
+        async move { Ok(answer) }
+    };
+    let client = AsyncClient::new(transport, instance());
+    assert_eq!(client.state(), State::NoClient);
+    pollster::block_on(client.fetch_client()).unwrap();
+    assert_eq!(client.state(), State::HaveClient);
+}
+
+#[test]
+fn a_call_deadline_of_centuries_is_far_away_not_near() {
+    let now = Instant::now();
+    let deadline = CallDeadline::after(now, Duration::MAX);
+    let fifty_years = Duration::from_secs(50 * 365 * 24 * 3600);
+    assert!(deadline.at() > now + fifty_years);
+    assert!(deadline.remaining(now) > fifty_years);
+    assert!(!deadline.has_passed(now));
+    let soon = CallDeadline::after(now, Duration::from_secs(5));
+    assert_eq!(soon.remaining(now), Duration::from_secs(5));
+    assert!(soon.has_passed(now + Duration::from_secs(5)));
+}
+
+#[test]
+fn a_call_out_of_time_says_so_in_its_error_chain() {
+    use std::error::Error as _;
+    let fake = fake();
+    let server = fake.clone();
+    let transport = move |request: http::Request<Body>| Ok(server.handle(&request));
+    let client = BlockingClient::new(transport, instance()).with_call_timeout(Duration::ZERO);
+    let error = client.login(&alice()).unwrap_err();
+    assert!(is_timeout(&error), "{error:?}");
+    let transport_error = error.source().expect("the transport error");
+    assert_eq!(transport_error.to_string(), "timed out");
+    let why = transport_error.source().expect("why it timed out");
+    assert_eq!(why.to_string(), "the call's deadline passed");
+}

@@ -691,3 +691,10 @@ fn retry_after_is_read_in_seconds_and_as_a_date_against_the_servers_clock() {
         );
     }
 }
+
+#[test]
+fn a_parser_tells_its_body_limit() {
+    assert_eq!(Parser::new().body_limit(), DEFAULT_BODY_LIMIT);
+    assert_eq!(Parser::default().body_limit(), DEFAULT_BODY_LIMIT);
+    assert_eq!(Parser::with_body_limit(10).body_limit(), 10);
+}

@@ -201,3 +201,16 @@ fn send_authorized_takes_any_body_that_converts_and_sends_it_unchanged() {
     client.send_authorized(text).unwrap();
     assert_eq!(*sent.lock().unwrap(), [Vec::new(), json, b"plain".to_vec()]);
 }
+
+#[test]
+fn credentials_tell_their_user_name_and_whether_they_carry_a_code() {
+    let plain = Credentials::password("alice", "pw");
+    assert_eq!(plain.username(), "alice");
+    assert!(!plain.has_otp());
+    let with_code = plain.clone().with_otp("123456");
+    assert_eq!(with_code.username(), "alice");
+    assert!(with_code.has_otp());
+    let external = Credentials::external_auth("bob", "token");
+    assert_eq!(external.username(), "bob");
+    assert!(!external.has_otp());
+}

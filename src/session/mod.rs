@@ -83,7 +83,7 @@ pub enum Event {
 #[must_use = "hand the response to Session::handle, or call Session::abandon"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Pending {
-    operation: Operation,
+    step: Step,
     ticket: Ticket,
     /// A login's credentials, so that an error answer echoing them can be redacted.
     credentials: Option<Box<Credentials>>,
@@ -92,7 +92,28 @@ pub struct Pending {
 impl Pending {
     /// The operation the request was for.
     pub fn operation(&self) -> Operation {
-        self.operation
+        self.step.operation()
+    }
+}
+
+/// The steps that have an answer to hand back: the operations of [`Operation`] that are
+/// requests of the session's own (authorizing another request is not one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    FetchClient,
+    Login,
+    Refresh,
+    Logout,
+}
+
+impl Step {
+    fn operation(self) -> Operation {
+        match self {
+            Step::FetchClient => Operation::FetchClient,
+            Step::Login => Operation::Login,
+            Step::Refresh => Operation::Refresh,
+            Step::Logout => Operation::Logout,
+        }
     }
 }
 
@@ -254,7 +275,7 @@ impl Session {
         self.expect(Operation::FetchClient, |s| s != State::LoggedIn)?;
         Ok((
             request::oauth_client_request(&self.instance),
-            self.pending(Operation::FetchClient),
+            self.pending(Step::FetchClient),
         ))
     }
 
@@ -267,7 +288,7 @@ impl Session {
         })?;
         let client = self.client_or(Operation::Login)?;
         let request = request::password_grant_request(&self.instance, client, credentials)?;
-        let mut pending = self.pending(Operation::Login);
+        let mut pending = self.pending(Step::Login);
         pending.credentials = Some(Box::new(credentials.clone()));
         Ok((request, pending))
     }
@@ -285,7 +306,7 @@ impl Session {
         let refresh_token = self.refresh_token_or(Operation::Refresh)?;
         let request = request::refresh_grant_request(&self.instance, client, refresh_token)?;
         self.refresh_in_flight = true;
-        Ok((request, self.pending(Operation::Refresh)))
+        Ok((request, self.pending(Step::Refresh)))
     }
 
     /// `POST /api/v1/users/revoke-token`, from [`State::LoggedIn`]. An expired access token
@@ -296,7 +317,7 @@ impl Session {
             .access_token()
             .ok_or_else(|| self.invalid_state(Operation::Logout))?;
         let request = request::revoke_request(&self.instance, access)?;
-        Ok((request, self.pending(Operation::Logout)))
+        Ok((request, self.pending(Step::Logout)))
     }
 
     /// Drops the tokens locally without telling the server (their server session lives on
@@ -313,7 +334,7 @@ impl Session {
     /// the server may have rotated the tokens already, in which case the next refresh answers
     /// [`Error::LoginRequired`].
     pub fn abandon(&mut self, pending: Pending) {
-        if pending.operation == Operation::Refresh && pending.ticket == self.ticket() {
+        if pending.step == Step::Refresh && pending.ticket == self.ticket() {
             self.refresh_in_flight = false;
         }
     }
@@ -392,14 +413,13 @@ impl Session {
         now: SystemTime,
     ) -> Result<Event, Error> {
         if pending.ticket != self.ticket() {
-            return Err(Error::StaleResponse(pending.operation));
+            return Err(Error::StaleResponse(pending.operation()));
         }
-        match pending.operation {
-            Operation::FetchClient => self.handle_client(response),
-            Operation::Login => self.handle_login(response, pending.credentials.as_deref(), now),
-            Operation::Refresh => self.handle_refresh(response, now),
-            Operation::Logout => self.handle_logout(response),
-            Operation::Authorize => Err(self.invalid_state(Operation::Authorize)),
+        match pending.step {
+            Step::FetchClient => self.handle_client(response),
+            Step::Login => self.handle_login(response, pending.credentials.as_deref(), now),
+            Step::Refresh => self.handle_refresh(response, now),
+            Step::Logout => self.handle_logout(response),
         }
     }
 
@@ -507,9 +527,9 @@ impl Session {
         }
     }
 
-    fn pending(&self, operation: Operation) -> Pending {
+    fn pending(&self, step: Step) -> Pending {
         Pending {
-            operation,
+            step,
             ticket: self.ticket(),
             credentials: None,
         }
