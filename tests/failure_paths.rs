@@ -805,7 +805,7 @@ fn a_token_dead_on_every_arrival_is_looked_for_three_times_then_given_up() {
 }
 
 #[test]
-fn the_async_client_fetches_the_client_pair_on_its_own() {
+fn both_clients_fetch_the_client_pair_on_their_own() {
     let fake = fake();
     let server = fake.clone();
     let transport = move |request: http::Request<Body>| {
@@ -816,6 +816,12 @@ fn the_async_client_fetches_the_client_pair_on_its_own() {
     assert_eq!(client.state(), State::NoClient);
     pollster::block_on(client.fetch_client()).unwrap();
     assert_eq!(client.state(), State::HaveClient);
+
+    let server = fake.clone();
+    let transport = move |request: http::Request<Body>| Ok(server.handle(&request));
+    let blocking = BlockingClient::new(transport, instance());
+    blocking.fetch_client().unwrap();
+    assert_eq!(blocking.state(), State::HaveClient);
 }
 
 #[test]

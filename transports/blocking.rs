@@ -286,3 +286,44 @@ where
         std::thread::park_timeout(deadline.remaining(now));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Pending until another thread wakes it, by reference or by value.
+    fn woken_from_another_thread(by_ref: bool) -> impl Future<Output = Result<(), Error>> {
+        let mut started = false;
+        std::future::poll_fn(move |cx| {
+            if started {
+                return Poll::Ready(Ok(()));
+            }
+            started = true;
+            let waker = cx.waker().clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                if by_ref {
+                    waker.wake_by_ref();
+                } else {
+                    waker.wake();
+                }
+            });
+            Poll::Pending
+        })
+    }
+
+    #[test]
+    fn a_wake_from_another_thread_ends_the_wait_either_way() {
+        for by_ref in [true, false] {
+            let started = Instant::now();
+            let deadline = CallDeadline::after(started, Duration::from_secs(10));
+            block_on(deadline, woken_from_another_thread(by_ref)).unwrap();
+            // Woken, not timed out: far sooner than the deadline.
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "by_ref={by_ref}"
+            );
+        }
+    }
+}

@@ -252,6 +252,42 @@ mod tests {
         drop(late);
     }
 
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_last_waker_to_poll_is_the_one_woken() {
+        let first = Arc::new(Count(AtomicUsize::new(0)));
+        let second = Arc::new(Count(AtomicUsize::new(0)));
+        let mut deadline = Box::pin(Deadline::at(Instant::now() + Duration::from_millis(30)));
+        let waker = Waker::from(first.clone());
+        assert!(
+            deadline
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        let waker = Waker::from(second.clone());
+        assert!(
+            deadline
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        let start = Instant::now();
+        while second.0.load(Ordering::SeqCst) == 0 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+    }
+
     #[test]
     fn a_passed_deadline_is_ready_at_once() {
         let deadline = Deadline::at(Instant::now());
