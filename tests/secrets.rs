@@ -222,3 +222,38 @@ fn secrets_are_equal_only_when_every_byte_is() {
         RefreshToken
     );
 }
+
+#[test]
+fn each_requests_secrets_are_the_ones_its_parser_removes() {
+    use peertube_session::response::{parse_error, parse_refresh};
+    let pair = client();
+    let refresh = RefreshToken::new(REFRESH);
+    let access = AccessToken::new(ACCESS);
+    let echo = format!(
+        r#"{{"status":400,"code":"invalid_grant","detail":"{REFRESH} / {ACCESS} / {CLIENT_SECRET}"}}"#
+    );
+    let answer = problem(400, &echo);
+
+    let error = parse_refresh(&answer, &Secrets::for_refresh(&pair, &refresh)).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        !text.contains(REFRESH) && !text.contains(CLIENT_SECRET),
+        "{text}"
+    );
+    assert!(
+        text.contains(ACCESS),
+        "only the refresh grant's secrets: {text}"
+    );
+
+    let detail = parse_error(&answer, &Secrets::for_bearer(&access))
+        .detail
+        .unwrap();
+    assert!(!detail.contains(ACCESS), "{detail}");
+    assert!(
+        detail.contains(REFRESH),
+        "only the bearer's secret: {detail}"
+    );
+
+    let untouched = parse_error(&answer, &Secrets::none()).detail.unwrap();
+    assert!(untouched.contains(REFRESH) && untouched.contains(ACCESS));
+}

@@ -225,16 +225,20 @@ fn rate_limit(headers: &HeaderMap) -> Option<RateLimitInfo> {
     })
 }
 
+/// A control character, or white space other than a plain space.
+fn needs_replacing(c: char) -> bool {
+    c.is_control() || (c.is_whitespace() && c != ' ')
+}
+
 /// At most `max` characters of `text`, control characters turned into spaces, runs of white
 /// space folded, so a hostile body cannot forge log lines or flood a terminal.
 fn printable(text: Cow<'_, str>, max: usize) -> String {
+    // The fast path, for text that needs nothing done.
     let clean = text.len() <= max
         && !text.starts_with(' ')
         && !text.ends_with(' ')
         && !text.contains("  ")
-        && !text
-            .chars()
-            .any(|c| c.is_control() || (c.is_whitespace() && c != ' '));
+        && !text.chars().any(needs_replacing);
     if clean {
         return text.into_owned();
     }
@@ -311,5 +315,10 @@ mod tests {
         assert_eq!(printable("abcd".into(), 3), "abc…");
         assert_eq!(printable(" abc".into(), 3), "abc");
         assert_eq!(printable("ab ".into(), 3), "ab");
+        assert_eq!(printable(" ab".into(), 10), "ab");
+        assert_eq!(printable("ab ".into(), 10), "ab");
+        // The space before a word counts: it does not slip past the limit.
+        assert_eq!(printable("abc d".into(), 4), "abc…");
+        assert_eq!(printable("ab d".into(), 4), "ab d");
     }
 }
