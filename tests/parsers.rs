@@ -698,3 +698,24 @@ fn a_parser_tells_its_body_limit() {
     assert_eq!(Parser::default().body_limit(), DEFAULT_BODY_LIMIT);
     assert_eq!(Parser::with_body_limit(10).body_limit(), 10);
 }
+
+#[test]
+fn an_empty_token_and_a_token_with_bad_characters_are_told_apart() {
+    let reason = |access: &str| match parse_login(
+        &json(
+            200,
+            &format!(r#"{{"access_token":"{access}","refresh_token":"r"}}"#),
+        ),
+        &Secrets::none(),
+    )
+    .unwrap_err()
+    {
+        Error::MalformedResponse { reason, .. } => reason,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(reason(""), "access_token is missing or empty");
+    assert_eq!(
+        reason("a b"),
+        "access_token contains characters a token cannot have"
+    );
+}

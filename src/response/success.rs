@@ -287,6 +287,28 @@ mod tests {
     }
 
     #[test]
+    fn serde_messages_keep_their_words_and_lose_only_the_quoted_values() {
+        let cases = [
+            (
+                r#""abc""#,
+                "not the expected JSON: invalid type: string \"…\", expected u64 at line 1 column 5",
+            ),
+            (
+                r#""a\"b\\c""#,
+                "not the expected JSON: invalid type: string \"…\", expected u64 at line 1 column 9",
+            ),
+            (
+                "-5",
+                "not the expected JSON: invalid value: integer `…`, expected u64 at line 1 column 2",
+            ),
+        ];
+        for (json, expected) in cases {
+            let error = serde_json::from_str::<u64>(json).unwrap_err();
+            assert_eq!(describe(&error), expected, "{error}");
+        }
+    }
+
+    #[test]
     fn an_unclosed_quote_hides_the_rest_of_the_message() {
         let error = serde_json::from_str::<u64>(r#""SECRET"#).unwrap_err();
         assert!(!describe(&error).contains("SECRET"));
