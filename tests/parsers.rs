@@ -719,3 +719,18 @@ fn an_empty_token_and_a_token_with_bad_characters_are_told_apart() {
         "access_token contains characters a token cannot have"
     );
 }
+
+#[test]
+fn a_lifetime_of_the_wrong_type_says_what_was_expected() {
+    let answer = json(
+        200,
+        r#"{"access_token":"a","refresh_token":"r","expires_in":true}"#,
+    );
+    match parse_login(&answer, &Secrets::none()).unwrap_err() {
+        Error::MalformedResponse { reason, .. } => assert!(
+            reason.contains("expected a non-negative number of seconds"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
