@@ -169,29 +169,22 @@ pub use session::{Authorized, Event, Pending, SavedSession, Session, State};
 #[cfg(feature = "fake")]
 pub mod fake;
 
+// The drivers are part of the core: they do no IO of their own and reach the network only
+// through a transport they are given. `transports/` holds only code that touches a socket.
 #[cfg(any(feature = "async-client", feature = "blocking-client"))]
-#[path = "../transports/client.rs"]
-mod client;
-#[cfg(any(feature = "async-client", feature = "blocking-client"))]
-#[path = "../transports/driver.rs"]
 mod driver;
-#[cfg(any(feature = "async-client", feature = "blocking-client"))]
-#[path = "../transports/flight.rs"]
-mod flight;
-#[cfg(feature = "async-client")]
-#[path = "../transports/timer.rs"]
-mod timer;
-
-#[cfg(feature = "blocking-client")]
-#[path = "../transports/blocking.rs"]
-pub mod blocking;
-#[cfg(feature = "ureq")]
-#[path = "../transports/ureq.rs"]
-mod ureq_transport;
 
 #[cfg(feature = "async-client")]
-#[path = "../transports/asynchronous.rs"]
 pub mod asynchronous;
+#[cfg(feature = "blocking-client")]
+pub mod blocking;
+
+#[cfg(feature = "fake")]
+#[path = "../transports/fake_server.rs"]
+mod fake_server;
 #[cfg(feature = "hyper")]
-#[path = "../transports/hyper.rs"]
+#[path = "../transports/hyper_transport.rs"]
 mod hyper_transport;
+#[cfg(feature = "ureq")]
+#[path = "../transports/ureq_transport.rs"]
+mod ureq_transport;

@@ -1,7 +1,7 @@
 //! Serving the fake PeerTube on a loopback port: real sockets, HTTP/1.1 with keep-alive, on a
 //! thread of its own, stopped when the handle is dropped.
 
-use super::{ClientAddr, FakePeerTube};
+use crate::fake::{ClientAddr, FakePeerTube};
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Request, Response, StatusCode};

@@ -58,9 +58,7 @@ pub use config::{FakeBuilder, FakeUser, RegistrationState, ServerVersion};
 pub use model::ClientAddr;
 pub use totp::totp;
 
-#[path = "../../transports/fake_server.rs"]
-mod server;
-pub use server::{Fault, LoopbackServer};
+pub use crate::fake_server::{Fault, LoopbackServer};
 
 use http::{Request, Response, StatusCode};
 use model::Model;

@@ -29,7 +29,7 @@ pub use crate::driver::{
 pub use crate::ureq_transport::UreqTransport;
 
 use crate::Instance;
-use crate::client::{AsyncClient, AsyncTransport};
+use crate::driver::client::{AsyncClient, AsyncTransport};
 use crate::driver::deadline_elapsed;
 use crate::error::{Error, TransportError};
 use crate::request::{Body, Credentials};

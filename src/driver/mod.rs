@@ -1,6 +1,11 @@
 //! What the clients and the transports share: the default timeouts, the clock type, and the
 //! call deadline every request of a high-level call carries.
 
+pub(crate) mod client;
+pub(crate) mod flight;
+#[cfg(feature = "async-client")]
+mod timer;
+
 use crate::error::{Error, TransportError, TransportErrorKind};
 use std::fmt;
 use std::sync::Arc;
@@ -103,7 +108,7 @@ pub(crate) async fn at_most<R>(
         return work.await;
     };
     let mut work = std::pin::pin!(work);
-    let mut timer = std::pin::pin!(crate::timer::Deadline::at(at));
+    let mut timer = std::pin::pin!(timer::Deadline::at(at));
     let mut late = Some(late);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {

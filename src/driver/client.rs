@@ -3,9 +3,9 @@
 //! runtime: the only waiting it does is for another caller's refresh.
 
 use crate::Instance;
+use crate::driver::flight::{Flights, Role};
 use crate::driver::{CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, deadline_elapsed};
 use crate::error::{Error, Operation, TransportError};
-use crate::flight::{Flights, Role};
 use crate::request::{self, Body, Credentials};
 use crate::response::{Parser, RevokeResponse, Secrets};
 use crate::secret::AccessToken;

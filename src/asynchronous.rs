@@ -22,7 +22,7 @@
 //! # }
 //! ```
 
-pub use crate::client::{AsyncClient, AsyncTransport};
+pub use crate::driver::client::{AsyncClient, AsyncTransport};
 pub use crate::driver::{
     CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT, DeadlineElapsed,
 };
