@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use peertube_session::asynchronous::{AsyncClient, HyperTransport};
+use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, Transport, UreqTransport};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::{
@@ -129,8 +130,8 @@ fn blocking_driver_session<T: Transport + Clone>(
     logout: bool,
 ) {
     let ahead = Arc::new(AtomicU64::new(0));
-    let client =
-        BlockingClient::new(transport.clone(), instance.clone()).with_clock(clock(fake, &ahead));
+    let client = BlockingClient::new(transport.clone(), instance.clone())
+        .with_config(Config::builder().clock(clock(fake, &ahead)).build());
     client.login(&credentials()).unwrap();
     ahead.store(86_400, Ordering::Relaxed);
     client.ensure_fresh().unwrap();
@@ -226,8 +227,8 @@ async fn hyper_driver_session<C>(
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
     let ahead = Arc::new(AtomicU64::new(0));
-    let client =
-        AsyncClient::from_session(transport.clone(), session).with_clock(clock(fake, &ahead));
+    let client = AsyncClient::from_session(transport.clone(), session)
+        .with_config(Config::builder().clock(clock(fake, &ahead)).build());
     client.login(&credentials()).await.unwrap();
     ahead.store(86_400, Ordering::Relaxed);
     client.ensure_fresh().await.unwrap();
@@ -380,7 +381,7 @@ fn whole_sessions() {
         .enable_all()
         .build()
         .unwrap();
-    let hyper_transport = runtime.block_on(async { HyperTransport::new().unwrap() });
+    let hyper_transport = runtime.block_on(async { HyperTransport::new() });
     let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let rates = race(&mut [
         ("hyper driver", &mut || {
@@ -461,7 +462,7 @@ fn scale() {
         let server = fake.serve().unwrap();
         let instance = Instance::new(&server.base_url()).unwrap();
         let (id, secret) = fake.client_pair();
-        let transport = runtime.block_on(async { HyperTransport::new().unwrap() });
+        let transport = runtime.block_on(async { HyperTransport::new() });
         let mut times = Vec::new();
         for _ in 0..3 {
             let started = Instant::now();
@@ -477,7 +478,7 @@ fn scale() {
                                 transport,
                                 Session::with_client(instance, client),
                             )
-                            .with_clock(clock(&fake, &ahead));
+                            .with_config(Config::builder().clock(clock(&fake, &ahead)).build());
                             client.login(&credentials()).await.unwrap();
                             ahead.store(86_400, Ordering::Relaxed);
                             client.ensure_fresh().await.unwrap();
@@ -547,9 +548,14 @@ fn contention() {
     let clock_fake = fake.clone();
     let clock_epoch = epoch.clone();
     let client = Arc::new(
-        BlockingClient::new(UreqTransport::new(), instance.clone()).with_clock(move || {
-            clock_fake.now() + Duration::from_secs(86_400 * clock_epoch.load(Ordering::Relaxed))
-        }),
+        BlockingClient::new(UreqTransport::new(), instance.clone()).with_config(
+            Config::builder()
+                .clock(move || {
+                    clock_fake.now()
+                        + Duration::from_secs(86_400 * clock_epoch.load(Ordering::Relaxed))
+                })
+                .build(),
+        ),
     );
     client.login(&credentials()).unwrap();
     let start = Arc::new(Barrier::new(THREADS));

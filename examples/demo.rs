@@ -3,6 +3,7 @@
 //!
 //!     cargo run --example demo --features ureq,fake
 
+use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, Transport, UreqTransport};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::{Body, Credentials, Instance, TransportError};
@@ -20,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("fake PeerTube listening at {}", server.base_url());
 
     // A transport that prints each exchange (method, path, status: never a header or body).
-    let ureq = UreqTransport::new().timeout(Duration::from_secs(10));
+    let ureq = UreqTransport::new();
     let logging =
         move |request: http::Request<Body>| -> Result<http::Response<Vec<u8>>, TransportError> {
             let line = format!("  {} {}", request.method(), request.uri().path());
@@ -30,8 +31,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
 
     let clock = fake.clone();
-    let client = BlockingClient::new(logging, Instance::new(&server.base_url())?)
-        .with_clock(move || clock.now());
+    // One configuration for the client: the transport keeps to its timeout, which every
+    // request carries; the fake's clock stands in for the system's.
+    let config = Config::builder()
+        .timeout(Duration::from_secs(10))
+        .user_agent(http::HeaderValue::from_static("peertube-session-demo"))
+        .clock(move || clock.now())
+        .build();
+    let client =
+        BlockingClient::new(logging, Instance::new(&server.base_url())?).with_config(config);
     println!("state: {:?}", client.state());
 
     client.login(&Credentials::password(

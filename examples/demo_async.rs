@@ -3,6 +3,7 @@
 //!
 //!     cargo run --example demo_async --features hyper,fake
 
+use peertube_session::asynchronous::Config;
 use peertube_session::asynchronous::{AsyncClient, HyperTransport};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::{Body, Credentials, Instance};
@@ -22,7 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let instance = Instance::new(&server.base_url())?;
     let clock = fake.clone();
     let client = Arc::new(
-        AsyncClient::new(HyperTransport::new()?, instance.clone()).with_clock(move || clock.now()),
+        AsyncClient::new(HyperTransport::new(), instance.clone())
+            .with_config(Config::builder().clock(move || clock.now()).build()),
     );
 
     client

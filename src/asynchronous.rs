@@ -12,7 +12,7 @@
 //! use peertube_session::{Body, Credentials, Instance};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = AsyncClient::new(HyperTransport::new()?, Instance::new("https://video.example.org")?);
+//! let client = AsyncClient::new(HyperTransport::new(), Instance::new("https://video.example.org")?);
 //! client.login(&Credentials::password("alice", "correct horse")).await?;
 //! let me = http::Request::get(client.instance().uri("/api/v1/users/me")?).body(Body::default())?;
 //! let answer = client.send_authorized(me).await?;
@@ -24,7 +24,12 @@
 
 pub use crate::driver::client::{AsyncClient, AsyncTransport};
 pub use crate::driver::{
-    CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT, DeadlineElapsed,
+    CallDeadline, Clock, Config, ConfigBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT,
+    DEFAULT_USER_AGENT, DeadlineElapsed, ExchangeLimits,
 };
+pub use crate::session::DEFAULT_REFRESH_MARGIN;
+#[cfg(feature = "hyper")]
+pub use {bytes, http_body_util, hyper, hyper_util};
+
 #[cfg(feature = "hyper")]
 pub use crate::hyper_transport::{HttpsConnector, HyperTransport};

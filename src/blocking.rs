@@ -23,8 +23,13 @@
 //! ```
 
 pub use crate::driver::{
-    CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT, DeadlineElapsed,
+    CallDeadline, Clock, Config, ConfigBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT,
+    DEFAULT_USER_AGENT, DeadlineElapsed, ExchangeLimits,
 };
+pub use crate::session::DEFAULT_REFRESH_MARGIN;
+#[cfg(feature = "ureq")]
+pub use ::ureq;
+
 #[cfg(feature = "ureq")]
 pub use crate::ureq_transport::UreqTransport;
 
@@ -42,7 +47,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 /// Sends one request and returns the whole answer, whatever its status: 4xx and 5xx are
 /// answers, not errors. Must keep every header and follow no redirects, and should end by the
 /// [`CallDeadline`] in the request's extensions (a blocking call cannot be interrupted from
@@ -82,10 +87,10 @@ where
 /// once, and a caller that needs the token while another thread refreshes it parks until that
 /// refresh is handled, and gets its outcome.
 ///
-/// Every call has one deadline ([`DEFAULT_CALL_TIMEOUT`] unless set with
-/// [`BlockingClient::with_call_timeout`]) covering all of its exchanges and its wait for
-/// another thread's refresh. Each request carries it as a [`CallDeadline`], and the transport
-/// shortens its own per-exchange timeout to it.
+/// Every call has one deadline ([`Config::call_timeout`]) covering all of its exchanges and its
+/// wait for another thread's refresh. Each request carries it as a [`CallDeadline`], with the
+/// exchange's timeout and body cap as [`ExchangeLimits`]; the transport keeps to both (a
+/// blocking call cannot be interrupted from outside).
 pub struct BlockingClient<T> {
     driver: AsyncClient<OnThisThread<T>>,
 }
@@ -124,20 +129,17 @@ impl<T: Transport> BlockingClient<T> {
         }
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests). The clock is never
-    /// called while the session is locked, so it may read the client.
-    pub fn with_clock(self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+    /// Configures the client (see [`Config`]): its session takes the body cap and the refresh
+    /// margin, every request the timeout, the body cap and the `User-Agent`.
+    pub fn with_config(self, config: Config) -> Self {
         BlockingClient {
-            driver: self.driver.with_clock(clock),
+            driver: self.driver.with_config(config),
         }
     }
 
-    /// Sets the deadline of each call (default [`DEFAULT_CALL_TIMEOUT`]): all of its exchanges
-    /// and its wait for another thread's refresh together.
-    pub fn with_call_timeout(self, timeout: Duration) -> Self {
-        BlockingClient {
-            driver: self.driver.with_call_timeout(timeout),
-        }
+    /// The client's configuration.
+    pub fn config(&self) -> &Config {
+        self.driver.config()
     }
 
     /// The instance.

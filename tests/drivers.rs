@@ -4,6 +4,7 @@
 
 use http::StatusCode;
 use peertube_session::asynchronous::{AsyncClient, HttpsConnector, HyperTransport};
+use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, UreqTransport};
 use peertube_session::fake::{FakePeerTube, FakeUser, Fault, LoopbackServer, totp};
 use peertube_session::{
@@ -124,11 +125,12 @@ fn standard_fake() -> FakePeerTube {
 
 fn blocking(setup: &Setup, session: Session) -> BlockingClient<UreqTransport> {
     let fake = setup.fake.clone();
-    BlockingClient::from_session(
-        UreqTransport::new().timeout(TIMEOUT).body_limit(64 * 1024),
-        session,
+    BlockingClient::from_session(UreqTransport::new(), session).with_config(
+        Config::builder()
+            .timeout(TIMEOUT)
+            .clock(move || fake.now())
+            .build(),
     )
-    .with_clock(move || fake.now())
 }
 
 fn asynchronous(setup: &Setup, session: Session) -> Async {
@@ -137,13 +139,13 @@ fn asynchronous(setup: &Setup, session: Session) -> Async {
         .build()
         .unwrap();
     let fake = setup.fake.clone();
-    let transport = runtime.block_on(async {
-        HyperTransport::new()
-            .unwrap()
+    let transport = runtime.block_on(async { HyperTransport::new() });
+    let client = AsyncClient::from_session(transport, session).with_config(
+        Config::builder()
             .timeout(TIMEOUT)
-            .body_limit(64 * 1024)
-    });
-    let client = AsyncClient::from_session(transport, session).with_clock(move || fake.now());
+            .clock(move || fake.now())
+            .build(),
+    );
     Async { runtime, client }
 }
 
@@ -499,7 +501,7 @@ fn both_tls_stacks_can_live_in_one_process() {
         .build()
         .unwrap();
     let _ureq = UreqTransport::new();
-    let _hyper = runtime.block_on(async { HyperTransport::new().unwrap() });
+    let _hyper = runtime.block_on(async { HyperTransport::new() });
     let _ureq_again = UreqTransport::new();
 }
 
@@ -540,7 +542,10 @@ fn requests_whose_token_other_callers_rotated_are_retried_with_the_new_token() {
         move || fake.now() + Duration::from_secs(ahead.load(Ordering::SeqCst))
     };
     let instance = Instance::new("http://127.0.0.1:9000").unwrap();
-    let client = Arc::new(BlockingClient::new(transport, instance.clone()).with_clock(clock));
+    let client = Arc::new(
+        BlockingClient::new(transport, instance.clone())
+            .with_config(Config::builder().clock(clock).build()),
+    );
     client_slot.set(client.clone()).ok().unwrap();
     client.login(&alice()).unwrap();
 
@@ -558,7 +563,7 @@ fn a_user_agent_keeps_error_answers_and_follows_no_redirect() {
     use peertube_session::blocking::Transport;
     let setup = Setup::new(standard_fake());
     // ureq's defaults turn 4xx into errors and follow redirects; the transport overrides both.
-    let transport = UreqTransport::with_agent(ureq::Agent::new_with_defaults()).timeout(TIMEOUT);
+    let transport = UreqTransport::with_agent(ureq::Agent::new_with_defaults());
     let target = format!("{}/api/v1/users/me", setup.server.base_url());
     setup.fake.respond_once(
         None,
@@ -610,7 +615,7 @@ fn a_cancelled_refresh_does_not_block_the_next_one() {
         move || fake.now() + Duration::from_secs(ahead.load(Ordering::SeqCst))
     };
     let client = AsyncClient::new(transport, Instance::new("http://127.0.0.1:9000").unwrap())
-        .with_clock(clock);
+        .with_config(Config::builder().clock(clock).build());
     runtime.block_on(async {
         client.login(&alice()).await.unwrap();
         ahead.store(3600, Ordering::SeqCst);

@@ -5,6 +5,7 @@
 
 use http::StatusCode;
 use peertube_session::asynchronous::AsyncClient;
+use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, CallDeadline};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::{
@@ -112,9 +113,12 @@ fn held_blocking_client(
         Ok(server.handle(&request))
     };
     let clock = fake.clone();
-    let client = BlockingClient::new(transport, instance())
-        .with_clock(move || clock.now())
-        .with_call_timeout(call_timeout);
+    let client = BlockingClient::new(transport, instance()).with_config(
+        Config::builder()
+            .clock(move || clock.now())
+            .call_timeout(call_timeout)
+            .build(),
+    );
     client.login(&alice()).unwrap();
     fake.advance(Duration::from_secs(3601));
     Arc::new(client)
@@ -163,7 +167,10 @@ fn async_flight(refresh_answer: Answer) -> (Vec<Result<(), Error>>, usize) {
         }
     };
     let clock = fake.clone();
-    let client = Arc::new(AsyncClient::new(transport, instance()).with_clock(move || clock.now()));
+    let client = Arc::new(
+        AsyncClient::new(transport, instance())
+            .with_config(Config::builder().clock(move || clock.now()).build()),
+    );
     runtime.block_on(async {
         client.login(&alice()).await.unwrap();
         fake.advance(Duration::from_secs(3601));
@@ -265,7 +272,8 @@ fn a_caller_after_a_failed_flight_starts_the_next_one() {
         Ok(server.handle(&request))
     };
     let clock = fake.clone();
-    let client = BlockingClient::new(transport, instance()).with_clock(move || clock.now());
+    let client = BlockingClient::new(transport, instance())
+        .with_config(Config::builder().clock(move || clock.now()).build());
     client.login(&alice()).unwrap();
     fake.advance(Duration::from_secs(3601));
     assert!(matches!(client.ensure_fresh(), Err(Error::Transport(_))));
@@ -292,14 +300,18 @@ fn a_token_that_dies_between_the_check_and_its_use_is_refreshed_not_an_error() {
     let transport = move |request: http::Request<Body>| Ok(server.handle(&request));
     let reads = Arc::new(AtomicUsize::new(usize::MAX));
     let (clock, counter) = (fake.clone(), reads.clone());
-    let client = BlockingClient::new(transport, instance()).with_clock(move || {
-        match counter.fetch_add(1, Ordering::SeqCst) {
-            // The first read after arming: the freshness check, still before the expiry.
-            0 => clock.now(),
-            n if n < usize::MAX / 2 => clock.now() + Duration::from_secs(3601),
-            _ => clock.now(),
-        }
-    });
+    let client = BlockingClient::new(transport, instance()).with_config(
+        Config::builder()
+            .clock(move || {
+                match counter.fetch_add(1, Ordering::SeqCst) {
+                    // The first read after arming: the freshness check, still before the expiry.
+                    0 => clock.now(),
+                    n if n < usize::MAX / 2 => clock.now() + Duration::from_secs(3601),
+                    _ => clock.now(),
+                }
+            })
+            .build(),
+    );
     client.login(&alice()).unwrap();
     reads.store(0, Ordering::SeqCst);
     let me = http::Request::get("/api/v1/users/me")
@@ -393,12 +405,16 @@ fn reading_the_client_from_its_own_callbacks_does_not_hang() {
     let slot: Arc<std::sync::OnceLock<std::sync::Weak<BlockingClient<_>>>> = Arc::default();
     let (clock, me) = (fake.clone(), slot.clone());
     let client = Arc::new(
-        BlockingClient::new(transport, instance()).with_clock(move || {
-            if let Some(client) = me.get().and_then(std::sync::Weak::upgrade) {
-                let _ = client.state();
-            }
-            clock.now()
-        }),
+        BlockingClient::new(transport, instance()).with_config(
+            Config::builder()
+                .clock(move || {
+                    if let Some(client) = me.get().and_then(std::sync::Weak::upgrade) {
+                        let _ = client.state();
+                    }
+                    clock.now()
+                })
+                .build(),
+        ),
     );
     slot.set(Arc::downgrade(&client)).ok().unwrap();
     let inner = client.clone();
@@ -446,8 +462,11 @@ fn one_deadline_covers_every_exchange_of_a_call() {
         std::thread::sleep(Duration::from_millis(400));
         Ok(server.handle(&request))
     };
-    let client =
-        BlockingClient::new(slow, instance()).with_call_timeout(Duration::from_millis(600));
+    let client = BlockingClient::new(slow, instance()).with_config(
+        Config::builder()
+            .call_timeout(Duration::from_millis(600))
+            .build(),
+    );
     let start = Instant::now();
     let error = client.login(&alice()).unwrap_err();
     assert!(is_timeout(&error), "{error:?}");
@@ -471,7 +490,11 @@ fn one_deadline_covers_every_exchange_of_a_call() {
         .enable_all()
         .build()
         .unwrap();
-    let client = AsyncClient::new(slow, instance()).with_call_timeout(Duration::from_millis(600));
+    let client = AsyncClient::new(slow, instance()).with_config(
+        Config::builder()
+            .call_timeout(Duration::from_millis(600))
+            .build(),
+    );
     let start = Instant::now();
     let error = runtime.block_on(client.login(&alice())).unwrap_err();
     assert!(is_timeout(&error), "{error:?}");
@@ -499,11 +522,11 @@ fn the_crates_transports_end_an_exchange_at_the_calls_deadline() {
         }
     };
     stall();
-    let client = BlockingClient::new(
-        UreqTransport::new().timeout(Duration::from_secs(5)),
-        instance.clone(),
-    )
-    .with_call_timeout(Duration::from_secs(1));
+    let config = Config::builder()
+        .timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(1))
+        .build();
+    let client = BlockingClient::new(UreqTransport::new(), instance.clone()).with_config(config);
     let start = Instant::now();
     let error = client.login(&alice()).unwrap_err();
     assert!(is_timeout(&error), "{error:?}");
@@ -519,12 +542,12 @@ fn the_crates_transports_end_an_exchange_at_the_calls_deadline() {
         .enable_all()
         .build()
         .unwrap();
-    let transport = runtime.block_on(async {
-        HyperTransport::new()
-            .unwrap()
-            .timeout(Duration::from_secs(5))
-    });
-    let client = AsyncClient::new(transport, instance).with_call_timeout(Duration::from_secs(1));
+    let transport = runtime.block_on(async { HyperTransport::new() });
+    let config = Config::builder()
+        .timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(1))
+        .build();
+    let client = AsyncClient::new(transport, instance).with_config(config);
     let start = Instant::now();
     let error = runtime.block_on(client.login(&alice())).unwrap_err();
     assert!(is_timeout(&error), "{error:?}");
@@ -665,9 +688,13 @@ fn a_call_whose_token_keeps_being_replaced_sends_three_times_at_most() {
     };
     let (clock, offset) = (fake.clone(), ahead.clone());
     let client = Arc::new(
-        BlockingClient::new(transport, instance()).with_clock(move || {
-            clock.now() + Duration::from_secs(offset.load(Ordering::SeqCst) as u64)
-        }),
+        BlockingClient::new(transport, instance()).with_config(
+            Config::builder()
+                .clock(move || {
+                    clock.now() + Duration::from_secs(offset.load(Ordering::SeqCst) as u64)
+                })
+                .build(),
+        ),
     );
     client.login(&alice()).unwrap();
     let other = client.clone();
@@ -794,10 +821,14 @@ fn a_token_dead_on_every_arrival_is_looked_for_three_times_then_given_up() {
     let transport = move |request: http::Request<Body>| Ok(server.handle(&request));
     let reads = Arc::new(AtomicUsize::new(0));
     let (clock, counter) = (fake.clone(), reads.clone());
-    let client = BlockingClient::new(transport, instance()).with_clock(move || {
-        let n = counter.fetch_add(1, Ordering::SeqCst) as u64;
-        clock.now() + Duration::from_secs(7200 * n)
-    });
+    let client = BlockingClient::new(transport, instance()).with_config(
+        Config::builder()
+            .clock(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst) as u64;
+                clock.now() + Duration::from_secs(7200 * n)
+            })
+            .build(),
+    );
     client.login(&alice()).unwrap();
     let error = client.send_authorized(me()).unwrap_err();
     assert_eq!(error, Error::AccessTokenExpired);
@@ -843,7 +874,8 @@ fn a_call_out_of_time_says_so_in_its_error_chain() {
     let fake = fake();
     let server = fake.clone();
     let transport = move |request: http::Request<Body>| Ok(server.handle(&request));
-    let client = BlockingClient::new(transport, instance()).with_call_timeout(Duration::ZERO);
+    let client = BlockingClient::new(transport, instance())
+        .with_config(Config::builder().call_timeout(Duration::ZERO).build());
     let error = client.login(&alice()).unwrap_err();
     assert!(is_timeout(&error), "{error:?}");
     let transport_error = error.source().expect("the transport error");

@@ -480,7 +480,7 @@ fn bodies_over_the_cap_are_refused_before_parsing() {
             limit: DEFAULT_BODY_LIMIT
         }
     );
-    let small = Parser::with_body_limit(10);
+    let small = Parser::new().with_body_limit(10);
     assert!(matches!(
         small
             .revoke(&json(200, r#"{"success":true}"#), &Secrets::none())
@@ -498,7 +498,8 @@ fn bodies_over_the_cap_are_refused_before_parsing() {
 fn deeply_nested_json_is_a_quick_typed_error() {
     let nested = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
     assert!(matches!(
-        Parser::with_body_limit(1 << 20)
+        Parser::new()
+            .with_body_limit(1 << 20)
             .login(&json(200, &nested), &Secrets::none())
             .unwrap_err(),
         Error::MalformedResponse { .. }
@@ -696,7 +697,7 @@ fn retry_after_is_read_in_seconds_and_as_a_date_against_the_servers_clock() {
 fn a_parser_tells_its_body_limit() {
     assert_eq!(Parser::new().body_limit(), DEFAULT_BODY_LIMIT);
     assert_eq!(Parser::default().body_limit(), DEFAULT_BODY_LIMIT);
-    assert_eq!(Parser::with_body_limit(10).body_limit(), 10);
+    assert_eq!(Parser::new().with_body_limit(10).body_limit(), 10);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 #![cfg(feature = "async-client")]
 
 use peertube_session::asynchronous::AsyncClient;
+use peertube_session::asynchronous::Config;
 use peertube_session::{Body, Credentials, Instance, State, TransportError};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,7 +70,11 @@ fn the_async_client_runs_a_whole_session_without_any_runtime() {
         },
         Instance::new("http://127.0.0.1:9").unwrap(),
     )
-    .with_clock(move || *clock.lock().unwrap());
+    .with_config(
+        Config::builder()
+            .clock(move || *clock.lock().unwrap())
+            .build(),
+    );
 
     pollster::block_on(async {
         client

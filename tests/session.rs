@@ -408,8 +408,7 @@ fn refresh_becomes_due_a_margin_before_expiry() {
 
 #[test]
 fn the_margin_never_exceeds_half_a_short_lifetime() {
-    let mut session = have_client();
-    session.set_refresh_margin(Duration::from_secs(600));
+    let mut session = have_client().with_refresh_margin(Duration::from_secs(600));
     let (_, pending) = session
         .login(&Credentials::password("alice", "pw"))
         .unwrap();
@@ -632,8 +631,7 @@ fn restore_refuses_an_empty_client_id_or_secret() {
 
 #[test]
 fn the_refresh_margin_moves_the_moment_a_refresh_is_due() {
-    let mut session = have_client();
-    session.set_refresh_margin(Duration::from_secs(3600));
+    let mut session = have_client().with_refresh_margin(Duration::from_secs(3600));
     let (_, pending) = session
         .login(&Credentials::password("alice", "pw"))
         .unwrap();
@@ -649,8 +647,7 @@ fn the_body_limit_set_on_a_session_is_the_one_its_answers_meet() {
     let answer = tokens("access-2", "refresh-2");
     let size = answer.body().len();
 
-    let mut session = logged_in();
-    session.set_body_limit(size - 1);
+    let mut session = logged_in().with_body_limit(size - 1);
     let (_, pending) = session.refresh().unwrap();
     let error = session.handle(pending, &answer, t0()).unwrap_err();
     assert!(
@@ -658,8 +655,7 @@ fn the_body_limit_set_on_a_session_is_the_one_its_answers_meet() {
         "{error:?}"
     );
 
-    let mut session = logged_in();
-    session.set_body_limit(size);
+    let mut session = logged_in().with_body_limit(size);
     let (_, pending) = session.refresh().unwrap();
     session.handle(pending, &answer, t0()).unwrap();
 }

@@ -4,6 +4,7 @@
 
 use http::StatusCode;
 use peertube_session::asynchronous::{AsyncClient, HyperTransport};
+use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, UreqTransport};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::{Body, Credentials, Instance};
@@ -32,11 +33,12 @@ fn thirty_two_threads_with_an_expired_token_cause_one_refresh() {
     let instance = Instance::new(&server.base_url()).unwrap();
     let clock = fake.clone();
     let client = Arc::new(
-        BlockingClient::new(
-            UreqTransport::new().timeout(Duration::from_secs(10)),
-            instance.clone(),
-        )
-        .with_clock(move || clock.now()),
+        BlockingClient::new(UreqTransport::new(), instance.clone()).with_config(
+            Config::builder()
+                .timeout(Duration::from_secs(10))
+                .clock(move || clock.now())
+                .build(),
+        ),
     );
     client
         .login(&Credentials::password("alice", "alice-pw"))
@@ -76,11 +78,12 @@ fn thirty_two_tasks_with_an_expired_token_cause_one_refresh() {
     let instance = Instance::new(&server.base_url()).unwrap();
     let clock = fake.clone();
     runtime.block_on(async {
-        let transport = HyperTransport::new()
-            .unwrap()
-            .timeout(Duration::from_secs(10));
+        let config = Config::builder()
+            .timeout(Duration::from_secs(10))
+            .clock(move || clock.now())
+            .build();
         let client =
-            Arc::new(AsyncClient::new(transport, instance.clone()).with_clock(move || clock.now()));
+            Arc::new(AsyncClient::new(HyperTransport::new(), instance.clone()).with_config(config));
         client
             .login(&Credentials::password("alice", "alice-pw"))
             .await

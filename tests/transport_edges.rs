@@ -4,7 +4,7 @@
 #![cfg(all(feature = "ureq", feature = "hyper", feature = "fake"))]
 
 use peertube_session::asynchronous::{AsyncTransport, HyperTransport};
-use peertube_session::blocking::{Transport, UreqTransport};
+use peertube_session::blocking::{ExchangeLimits, Transport, UreqTransport};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::{Body, Credentials, Instance, State, TransportErrorKind};
 use std::io::{Read, Write};
@@ -30,23 +30,28 @@ fn garbage_server(answer: &'static [u8]) -> String {
 }
 
 fn get(url: &str) -> http::Request<Body> {
-    http::Request::get(url).body(Body::default()).unwrap()
+    within(TIMEOUT, url)
+}
+
+/// A GET whose exchange must end within `timeout`, as a driver asks its transport.
+fn within(timeout: Duration, url: &str) -> http::Request<Body> {
+    let mut request = http::Request::get(url).body(Body::default()).unwrap();
+    request
+        .extensions_mut()
+        .insert(ExchangeLimits::new(timeout, 64 * 1024));
+    request
 }
 
 fn kinds(answer: &'static [u8]) -> (TransportErrorKind, TransportErrorKind) {
     let url = garbage_server(answer);
-    let ureq = UreqTransport::new()
-        .timeout(TIMEOUT)
-        .send(get(&url))
-        .unwrap_err()
-        .kind();
+    let ureq = UreqTransport::new().send(get(&url)).unwrap_err().kind();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let hyper = runtime
         .block_on(async {
-            let transport = HyperTransport::new().unwrap().timeout(TIMEOUT);
+            let transport = HyperTransport::new();
             transport.send(get(&url)).await
         })
         .unwrap_err()
@@ -89,7 +94,7 @@ fn the_hyper_transport_works_on_a_runtime_without_timers() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let transport = HyperTransport::new().unwrap().timeout(TIMEOUT);
+        let transport = HyperTransport::new();
         let client = peertube_session::asynchronous::AsyncClient::new(
             transport,
             Instance::new(&server.base_url()).unwrap(),
@@ -137,7 +142,7 @@ fn a_dripping_answer_is_a_timeout_within_the_bound_for_both_transports() {
     let url = dripping_server();
 
     let started = Instant::now();
-    let ureq = UreqTransport::new().timeout(bound).send(get(&url));
+    let ureq = UreqTransport::new().send(within(bound, &url));
     let ureq_took = started.elapsed();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -145,13 +150,7 @@ fn a_dripping_answer_is_a_timeout_within_the_bound_for_both_transports() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let hyper = runtime.block_on(async {
-        HyperTransport::new()
-            .unwrap()
-            .timeout(bound)
-            .send(get(&url))
-            .await
-    });
+    let hyper = runtime.block_on(async { HyperTransport::new().send(within(bound, &url)).await });
     let hyper_took = started.elapsed();
 
     assert_eq!(ureq.unwrap_err().kind(), TransportErrorKind::Timeout);
@@ -180,8 +179,88 @@ fn a_host_name_is_looked_up_within_the_bound() {
         return;
     }
     let answer = UreqTransport::new()
-        .timeout(TIMEOUT)
         .send(get(&format!("{by_name}/api/v1/oauth-clients/local")))
         .unwrap();
     assert_eq!(answer.status(), 200);
+}
+
+#[test]
+fn a_users_agent_keeps_its_own_stricter_timeout() {
+    let url = dripping_server();
+    use peertube_session::blocking::ureq;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_recv_body(Some(Duration::from_millis(300)))
+        .build()
+        .into();
+    let started = Instant::now();
+    // The exchange may take 30 s; the agent's body phase may not take more than 300 ms.
+    let error = UreqTransport::with_agent(agent)
+        .send(within(Duration::from_secs(30), &url))
+        .unwrap_err();
+    assert_eq!(error.kind(), TransportErrorKind::Timeout);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn each_request_keeps_its_own_timeout_on_a_shared_transport() {
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .build();
+    let server = fake.serve().unwrap();
+    let transport = UreqTransport::new();
+    // The first request sets up the transport's agent for its 30 s…
+    let first = format!("{}/api/v1/oauth-clients/local", server.base_url());
+    let answer = transport
+        .send(within(Duration::from_secs(30), &first))
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // …which must not become the bound of a later request that asks for less.
+    let bound = Duration::from_millis(600);
+    let started = Instant::now();
+    let error = transport
+        .send(within(bound, &dripping_server()))
+        .unwrap_err();
+    assert_eq!(error.kind(), TransportErrorKind::Timeout);
+    let took = started.elapsed();
+    assert!(took < bound + Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn the_body_cap_each_request_carries_is_the_one_both_transports_keep() {
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .build();
+    let server = fake.serve().unwrap();
+    let url = format!("{}/api/v1/oauth-clients/local", server.base_url());
+    let size = UreqTransport::new().send(get(&url)).unwrap().body().len();
+    let capped = |limit: usize| {
+        let mut request = get(&url);
+        request
+            .extensions_mut()
+            .insert(ExchangeLimits::new(TIMEOUT, limit));
+        request
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hyper = HyperTransport::default();
+    for (limit, fits) in [(size, true), (size - 1, false)] {
+        let ureq = UreqTransport::new().send(capped(limit));
+        let hyper = runtime.block_on(hyper.send(capped(limit)));
+        for answer in [ureq, hyper] {
+            match answer {
+                Ok(response) => assert!(
+                    fits,
+                    "{} bytes over a cap of {limit}",
+                    response.body().len()
+                ),
+                Err(error) => {
+                    assert!(!fits, "{error:?}");
+                    assert_eq!(error.kind(), TransportErrorKind::BodyTooLarge);
+                }
+            }
+        }
+    }
 }

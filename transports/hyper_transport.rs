@@ -2,10 +2,9 @@
 //! status, no redirects (hyper follows none), a timeout and a body cap.
 
 use crate::asynchronous::AsyncTransport;
-use crate::driver::{CallDeadline, DEFAULT_TIMEOUT, at_most};
+use crate::driver::{CallDeadline, ExchangeLimits, at_most};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
-use crate::response::DEFAULT_BODY_LIMIT;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -16,7 +15,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The connector of [`HyperTransport::new`]: https (rustls with the ring provider and the
 /// webpki roots) or plain http.
@@ -30,53 +29,44 @@ pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// bring a client whose connector goes through it.
 ///
 /// It needs a tokio runtime to spawn its connections on (the `rt` part: a runtime built
-/// without `enable_time` is fine). Its timeout uses a runtime-agnostic timer, shortened to the
-/// call's [`CallDeadline`] when that leaves less.
+/// without `enable_time` is fine). Each exchange keeps to the timeout and the body cap the
+/// client's [`Config`](crate::asynchronous::Config) gives it ([`ExchangeLimits`]), the timeout
+/// shortened to the call's [`CallDeadline`] when that leaves less; its timer is
+/// runtime-agnostic.
 #[derive(Debug, Clone)]
 pub struct HyperTransport<C> {
-    client: Client<C, Full<Bytes>>,
-    timeout: Duration,
-    body_limit: usize,
+    /// Or why the TLS setup failed, which every request then reports: construction cannot
+    /// fail, like ureq's agent.
+    client: Result<Client<C, Full<Bytes>>, rustls::Error>,
+}
+
+impl Default for HyperTransport<HttpsConnector> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl HyperTransport<HttpsConnector> {
     /// A client with rustls (ring provider, webpki roots; never the process-wide default
     /// provider, so it does not matter which other TLS users share the process), HTTP/1.1,
-    /// https or http. Fails only if rustls rejects its own default protocol versions.
-    pub fn new() -> Result<Self, TransportError> {
+    /// https or http. Should rustls ever refuse its own default protocol versions, every
+    /// request fails with [`TransportErrorKind::Tls`] (never a panic).
+    pub fn new() -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let client = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(provider)
-            .map_err(|e| TransportError::new(TransportErrorKind::Tls, e))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(Self::with_client(
-            Client::builder(TokioExecutor::new()).build(connector),
-        ))
+            .map(|builder| {
+                let connector = builder.https_or_http().enable_http1().build();
+                Client::builder(TokioExecutor::new()).build(connector)
+            });
+        HyperTransport { client }
     }
 }
 
 impl<C> HyperTransport<C> {
     /// A transport over your client.
     pub fn with_client(client: Client<C, Full<Bytes>>) -> Self {
-        HyperTransport {
-            client,
-            timeout: DEFAULT_TIMEOUT,
-            body_limit: DEFAULT_BODY_LIMIT,
-        }
-    }
-
-    /// Sets the timeout of one whole exchange (connect, send, receive the whole answer).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Sets the cap on answer bodies; a larger body is [`TransportErrorKind::BodyTooLarge`].
-    pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.body_limit = bytes;
-        self
+        HyperTransport { client: Ok(client) }
     }
 }
 
@@ -88,19 +78,27 @@ where
         &self,
         request: Request<Body>,
     ) -> impl Future<Output = Result<Response<Vec<u8>>, TransportError>> + Send {
+        let limits = request
+            .extensions()
+            .get::<ExchangeLimits>()
+            .copied()
+            .unwrap_or_default();
         let timeout = match request.extensions().get::<CallDeadline>() {
-            Some(deadline) => self.timeout.min(deadline.remaining(Instant::now())),
-            None => self.timeout,
+            Some(deadline) => limits.timeout().min(deadline.remaining(Instant::now())),
+            None => limits.timeout(),
         };
         let request = request.map(|body| Full::new(Bytes::from(body.into_vec())));
         let exchange = async move {
-            let response = self
+            let client = self
                 .client
+                .as_ref()
+                .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.clone()))?;
+            let response = client
                 .request(request)
                 .await
                 .map_err(|e| classify(Box::new(e)))?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, self.body_limit)
+            let body = Limited::new(body, limits.body_limit())
                 .collect()
                 .await
                 .map_err(classify)?

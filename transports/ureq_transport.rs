@@ -2,13 +2,13 @@
 //! per-exchange timeout split across ureq's phases, and a body cap.
 
 use crate::blocking::Transport;
-use crate::driver::{CallDeadline, DEFAULT_TIMEOUT};
+use crate::driver::{CallDeadline, ExchangeLimits};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
-use crate::response::DEFAULT_BODY_LIMIT;
 use http::{Request, Response};
 use std::io;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Each phase's share of the timeout, in percent; they add up to 100. Waiting for the answer's
@@ -26,33 +26,49 @@ fn share(timeout: Duration, percent: u32) -> Option<Duration> {
     Some(timeout * percent / 100)
 }
 
+/// The stricter of two bounds (`None` is no bound).
+fn stricter(ours: Option<Duration>, theirs: Option<Duration>) -> Option<Duration> {
+    match (ours, theirs) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Sets ureq's per-phase timeouts (on an agent's or a request's configuration builder, which
-/// share the method names but no trait) so that they add up to at most `timeout`. The resolve
-/// phase is bounded only for a host name: ureq bounds a lookup by running it on a new thread,
-/// once per request (pooled connection or not), and an IP address needs no lookup at all.
+/// share the method names but no trait) so that they add up to at most `timeout`, keeping each
+/// of `theirs` (the agent's own) that is stricter. The resolve phase gets a share only for a
+/// host name: ureq bounds a lookup by running it on a new thread, once per request (pooled
+/// connection or not), and an IP address needs no lookup at all.
 macro_rules! phase_timeouts {
-    ($config:expr, $timeout:expr, $needs_lookup:expr) => {{
+    ($config:expr, $timeout:expr, $needs_lookup:expr, $theirs:expr) => {{
         let timeout = $timeout;
+        let theirs: ureq::config::Timeouts = $theirs;
+        let resolve = if $needs_lookup {
+            share(timeout, RESOLVE)
+        } else {
+            None
+        };
         $config
-            .timeout_global(None)
-            .timeout_per_call(None)
-            .timeout_resolve(if $needs_lookup {
-                share(timeout, RESOLVE)
-            } else {
-                None
-            })
-            .timeout_connect(share(timeout, CONNECT))
-            .timeout_send_request(share(timeout, SEND_REQUEST))
-            .timeout_send_body(share(timeout, SEND_BODY))
-            .timeout_recv_response(share(timeout, RECV_RESPONSE))
-            .timeout_recv_body(share(timeout, RECV_BODY))
+            .timeout_global(theirs.global)
+            .timeout_per_call(theirs.per_call)
+            .timeout_resolve(stricter(resolve, theirs.resolve))
+            .timeout_connect(stricter(share(timeout, CONNECT), theirs.connect))
+            .timeout_send_request(stricter(share(timeout, SEND_REQUEST), theirs.send_request))
+            .timeout_send_body(stricter(share(timeout, SEND_BODY), theirs.send_body))
+            .timeout_recv_response(stricter(
+                share(timeout, RECV_RESPONSE),
+                theirs.recv_response,
+            ))
+            .timeout_recv_body(stricter(share(timeout, RECV_BODY), theirs.recv_body))
     }};
 }
 
 /// Sends requests with a [`ureq::Agent`]. Whatever agent it is given, each request is run with
 /// `http_status_as_error(false)` (PeerTube's error bodies are answers), no redirects (a
-/// redirect must never carry a token or password elsewhere), the timeout (30 s by default) and
-/// the body cap (64 KiB by default). https goes through ureq's rustls.
+/// redirect must never carry a token or password elsewhere), and the timeout and body cap of
+/// the client's [`Config`](crate::blocking::Config), which each request carries as
+/// [`ExchangeLimits`] (the defaults, 30 s and 64 KiB, for a request without them). https goes
+/// through ureq's rustls.
 ///
 /// # The timeout
 /// The timeout of one exchange is split across ureq's phases, each starting when the previous
@@ -66,6 +82,11 @@ macro_rules! phase_timeouts {
 /// 45 µs per request on loopback (BENCHMARKS.md). An instance given by IP address needs no
 /// lookup, so its requests start no thread; a host name's lookup stays bounded, thread and all.
 ///
+/// # Your own agent
+/// [`UreqTransport::with_agent`] keeps the agent's settings. Its timeouts are not replaced:
+/// each phase is bounded by the stricter of the agent's own timeout and the share of the
+/// exchange's timeout, and the agent's global and per-call timeouts stay as they are.
+///
 /// # Proxies
 /// Like [`HyperTransport`](crate::asynchronous::HyperTransport), [`UreqTransport::new`] reads
 /// no proxy from the environment (ureq's own default reads `HTTP(S)_PROXY` and `ALL_PROXY`):
@@ -78,12 +99,19 @@ macro_rules! phase_timeouts {
 /// `Debug` or below (e.g. `RUST_LOG=ureq=debug`) wherever tokens are used.
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
-    agent: ureq::Agent,
-    /// The agent is ours, configured once: no per-request configuration (which clones the
-    /// agent's whole configuration on every request) is needed.
-    own_agent: bool,
-    timeout: Duration,
-    body_limit: usize,
+    agent: Agent,
+}
+
+/// Whose agent it is.
+#[derive(Debug, Clone)]
+enum Agent {
+    /// Ours, made at the first request and configured with that request's timeout, so that
+    /// requests with the same timeout (every request of one client, unless the call's deadline
+    /// leaves less) need no per-request configuration, which clones the agent's whole
+    /// configuration on every request.
+    Own(OnceLock<(Duration, ureq::Agent)>),
+    /// The user's, whose settings stay.
+    Theirs(ureq::Agent),
 }
 
 impl Default for UreqTransport {
@@ -93,67 +121,62 @@ impl Default for UreqTransport {
 }
 
 impl UreqTransport {
-    /// A transport with a new agent of its own.
+    /// A transport with an agent of its own.
     pub fn new() -> Self {
         UreqTransport {
-            agent: own_agent(DEFAULT_TIMEOUT),
-            own_agent: true,
-            timeout: DEFAULT_TIMEOUT,
-            body_limit: DEFAULT_BODY_LIMIT,
+            agent: Agent::Own(OnceLock::new()),
         }
     }
 
-    /// A transport over your agent (proxy, TLS settings, connection pool…). Each request is
-    /// still run with no redirects, errors as answers, and this transport's timeout.
+    /// A transport over your agent (proxy, TLS settings, connection pool…), whose settings
+    /// stay (see [the type's docs](UreqTransport#your-own-agent) for its timeouts). Each request
+    /// is still run with no redirects and errors as answers.
     pub fn with_agent(agent: ureq::Agent) -> Self {
         UreqTransport {
-            agent,
-            own_agent: false,
-            timeout: DEFAULT_TIMEOUT,
-            body_limit: DEFAULT_BODY_LIMIT,
+            agent: Agent::Theirs(agent),
         }
-    }
-
-    /// Sets the timeout of one whole exchange (connect, send, receive the whole answer).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        if self.own_agent {
-            self.agent = own_agent(timeout);
-        }
-        self
-    }
-
-    /// Sets the cap on answer bodies; a larger body is [`TransportErrorKind::BodyTooLarge`].
-    pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.body_limit = bytes;
-        self
     }
 }
 
 impl Transport for UreqTransport {
     fn send(&self, request: Request<Body>) -> Result<Response<Vec<u8>>, TransportError> {
+        let limits = request
+            .extensions()
+            .get::<ExchangeLimits>()
+            .copied()
+            .unwrap_or_default();
         let timeout = match request.extensions().get::<CallDeadline>() {
-            Some(deadline) => self.timeout.min(deadline.remaining(Instant::now())),
-            None => self.timeout,
+            Some(deadline) => limits.timeout().min(deadline.remaining(Instant::now())),
+            None => limits.timeout(),
         };
         if timeout.is_zero() {
             return Err(TransportError::of_kind(TransportErrorKind::Timeout));
         }
         let request = request.map(Body::into_vec);
         let needs_lookup = needs_lookup(request.uri());
-        let request = if self.own_agent && timeout == self.timeout && !needs_lookup {
+        let (agent, preset) = match &self.agent {
+            Agent::Own(cell) => {
+                let (preset, agent) = cell.get_or_init(|| (timeout, own_agent(timeout)));
+                (agent, *preset == timeout && !needs_lookup)
+            }
+            Agent::Theirs(agent) => (agent, false),
+        };
+        let request = if preset {
             request
         } else {
-            let config = self
-                .agent
+            let theirs = match &self.agent {
+                Agent::Own(_) => ureq::config::Timeouts::default(),
+                Agent::Theirs(agent) => agent.config().timeouts(),
+            };
+            let config = agent
                 .configure_request(request)
                 .http_status_as_error(false)
                 .max_redirects(0);
-            phase_timeouts!(config, timeout, needs_lookup).build()
+            phase_timeouts!(config, timeout, needs_lookup, theirs).build()
         };
-        let response = self.agent.run(request).map_err(transport_error)?;
+        let response = agent.run(request).map_err(transport_error)?;
         let (parts, mut body) = response.into_parts();
-        let limit = u64::try_from(self.body_limit).unwrap_or(u64::MAX);
+        let limit = u64::try_from(limits.body_limit()).unwrap_or(u64::MAX);
         let bytes = body
             .with_config()
             .limit(limit)
@@ -170,7 +193,9 @@ fn own_agent(timeout: Duration) -> ureq::Agent {
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None);
-    phase_timeouts!(config, timeout, false).build().into()
+    phase_timeouts!(config, timeout, false, ureq::config::Timeouts::default())
+        .build()
+        .into()
 }
 
 /// Whether the request's host is a name that must be looked up (not an IP address).
@@ -219,12 +244,19 @@ mod tests {
 
     #[test]
     fn its_own_agent_takes_no_proxy_from_the_environment() {
-        for transport in [
-            UreqTransport::new(),
-            UreqTransport::new().timeout(Duration::from_secs(5)),
-        ] {
-            assert!(transport.agent.config().proxy().is_none());
+        for timeout in [Duration::from_secs(30), Duration::from_secs(5)] {
+            assert!(own_agent(timeout).config().proxy().is_none());
         }
+    }
+
+    #[test]
+    fn the_stricter_bound_wins() {
+        let s = Duration::from_secs;
+        assert_eq!(stricter(Some(s(3)), Some(s(5))), Some(s(3)));
+        assert_eq!(stricter(Some(s(5)), Some(s(3))), Some(s(3)));
+        assert_eq!(stricter(None, Some(s(3))), Some(s(3)));
+        assert_eq!(stricter(Some(s(3)), None), Some(s(3)));
+        assert_eq!(stricter(None, None), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::Instance;
 use crate::driver::flight::{Flights, Role};
-use crate::driver::{CallDeadline, Clock, DEFAULT_CALL_TIMEOUT, deadline_elapsed};
+use crate::driver::{CallDeadline, Config, deadline_elapsed};
 use crate::error::{Error, Operation, TransportError};
 use crate::request::{self, Body, Credentials};
 use crate::response::{Parser, RevokeResponse, Secrets};
@@ -13,8 +13,8 @@ use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
 use http::{Request, Response};
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Instant, SystemTime};
 
 /// Sends one request and returns the whole answer, whatever its status: 4xx and 5xx are
 /// answers, not errors. Must keep every header and follow no redirects, and should end by the
@@ -45,17 +45,16 @@ where
 /// A PeerTube session driven over an [`AsyncTransport`], shareable across tasks, on any
 /// executor.
 ///
-/// Every call has one deadline ([`DEFAULT_CALL_TIMEOUT`] unless set with
-/// [`AsyncClient::with_call_timeout`]) covering all of its exchanges and its wait for another
-/// caller's refresh; each exchange also has the transport's own timeout.
+/// Every call has one deadline ([`Config::call_timeout`]) covering all of its exchanges and its
+/// wait for another caller's refresh; each exchange also has its own timeout
+/// ([`Config::timeout`]).
 pub struct AsyncClient<T> {
     transport: T,
     session: Mutex<Session>,
     /// The refresh in the air, so that callers wait for it instead of sending a second refresh
     /// with the same token.
     flights: Flights,
-    clock: Clock,
-    call_timeout: Duration,
+    config: Config,
 }
 
 impl<T> fmt::Debug for AsyncClient<T> {
@@ -69,9 +68,7 @@ impl<T> fmt::Debug for AsyncClient<T> {
             }
             Err(TryLockError::WouldBlock) => debug.field("session", &format_args!("<in use>")),
         };
-        debug
-            .field("call_timeout", &self.call_timeout)
-            .finish_non_exhaustive()
+        debug.field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -89,23 +86,35 @@ impl<T: AsyncTransport> AsyncClient<T> {
             transport,
             session: Mutex::new(session),
             flights: Flights::default(),
-            clock: Arc::new(SystemTime::now),
-            call_timeout: DEFAULT_CALL_TIMEOUT,
+            config: Config::default(),
         }
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests). The clock is never
-    /// called while the session is locked, so it may read the client.
-    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
-        self
+    /// Configures the client (see [`Config`]): its session takes the body cap and the refresh
+    /// margin, every request the timeout, the body cap and the `User-Agent`.
+    pub fn with_config(self, config: Config) -> Self {
+        let AsyncClient {
+            transport,
+            session,
+            flights,
+            config: _,
+        } = self;
+        let session = session
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .with_body_limit(config.body_limit())
+            .with_refresh_margin(config.refresh_margin());
+        AsyncClient {
+            transport,
+            session: Mutex::new(session),
+            flights,
+            config,
+        }
     }
 
-    /// Sets the deadline of each call (default [`DEFAULT_CALL_TIMEOUT`]): all of its exchanges
-    /// and its wait for another caller's refresh together.
-    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
+    /// The client's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     // The session lock is only ever taken between awaits, never across one, and never while
@@ -115,11 +124,11 @@ impl<T: AsyncTransport> AsyncClient<T> {
     }
 
     fn now(&self) -> SystemTime {
-        (self.clock)()
+        (self.config.clock())()
     }
 
     pub(crate) fn deadline(&self) -> CallDeadline {
-        CallDeadline::after(Instant::now(), self.call_timeout)
+        CallDeadline::after(Instant::now(), self.config.call_timeout())
     }
 
     /// The instance.
@@ -144,6 +153,23 @@ impl<T: AsyncTransport> AsyncClient<T> {
         read(&copy)
     }
 
+    /// Puts on a request what the transport must keep to (the call's deadline, the exchange's
+    /// timeout and body cap) and the configured `User-Agent` unless it has its own, or refuses
+    /// to send a request whose call is already out of time.
+    fn stamp<B>(&self, request: &mut Request<B>, deadline: CallDeadline) -> Result<(), Error> {
+        if deadline.has_passed(Instant::now()) {
+            return Err(deadline_elapsed());
+        }
+        request
+            .headers_mut()
+            .entry(http::header::USER_AGENT)
+            .or_insert_with(|| self.config.user_agent().clone());
+        let extensions = request.extensions_mut();
+        extensions.insert(deadline);
+        extensions.insert(self.config.exchange_limits());
+        Ok(())
+    }
+
     /// Sends one step's request and hands its answer to the session.
     async fn exchange(
         &self,
@@ -151,7 +177,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
         deadline: CallDeadline,
     ) -> Result<Event, Error> {
         let (mut request, pending) = step;
-        if let Err(late) = stamp(&mut request, deadline) {
+        if let Err(late) = self.stamp(&mut request, deadline) {
             self.session().abandon(pending);
             return Err(late);
         }
@@ -183,14 +209,17 @@ impl<T: AsyncTransport> AsyncClient<T> {
     /// the race) may carry a live token pair nobody will use: revoke it, so no server session is
     /// left behind for its whole lifetime. Best effort: its outcome changes nothing here.
     async fn revoke_orphan(&self, response: &Response<Vec<u8>>, deadline: CallDeadline) {
-        let Ok(tokens) = Parser::new().login(response, &Secrets::none()) else {
+        let Ok(tokens) = Parser::new()
+            .with_body_limit(self.config.body_limit())
+            .login(response, &Secrets::none())
+        else {
             return;
         };
         let instance = self.instance();
         let Ok(mut revoke) = request::revoke_request(&instance, &tokens.access_token) else {
             return;
         };
-        if stamp(&mut revoke, deadline).is_ok() {
+        if self.stamp(&mut revoke, deadline).is_ok() {
             let _ = self.transport.send(revoke).await;
         }
     }
@@ -321,7 +350,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
                 other => break other?,
             }
         };
-        stamp(&mut request, deadline)?;
+        self.stamp(&mut request, deadline)?;
         let response = self
             .transport
             .send(request)
@@ -437,16 +466,6 @@ async fn within<R>(
 ) -> Result<R, Error> {
     let remaining = deadline.remaining(Instant::now());
     crate::driver::at_most(remaining, call, || Err(deadline_elapsed())).await
-}
-
-/// Puts the call's deadline on a request for the transport, or refuses to send a request whose
-/// call is already out of time.
-fn stamp(request: &mut Request<Body>, deadline: CallDeadline) -> Result<(), Error> {
-    if deadline.has_passed(Instant::now()) {
-        return Err(deadline_elapsed());
-    }
-    request.extensions_mut().insert(deadline);
-    Ok(())
 }
 
 /// A step whose answer has not been handled yet. If its future is dropped first (the caller's

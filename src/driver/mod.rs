@@ -2,9 +2,12 @@
 //! call deadline every request of a high-level call carries.
 
 pub(crate) mod client;
+mod config;
 pub(crate) mod flight;
 #[cfg(feature = "async-client")]
 mod timer;
+
+pub use config::{Config, ConfigBuilder, DEFAULT_USER_AGENT, ExchangeLimits};
 
 use crate::error::{Error, TransportError, TransportErrorKind};
 use std::fmt;

@@ -45,8 +45,8 @@ impl Parser {
         }
     }
 
-    /// Parsers refusing bodies over `bytes` with [`Error::ResponseTooLarge`].
-    pub const fn with_body_limit(bytes: usize) -> Self {
+    /// These parsers, refusing bodies over `bytes` with [`Error::ResponseTooLarge`].
+    pub const fn with_body_limit(self, bytes: usize) -> Self {
         Parser { body_limit: bytes }
     }
 

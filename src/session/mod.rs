@@ -183,16 +183,18 @@ impl Session {
         session
     }
 
-    /// Sets how long before the access token's expiry a refresh becomes due (default 60 s). The
-    /// margin never exceeds half the token's lifetime, so a short-lived token is not refreshed
-    /// in a loop.
-    pub fn set_refresh_margin(&mut self, margin: Duration) {
+    /// Sets how long before the access token's expiry a refresh becomes due (default
+    /// [`DEFAULT_REFRESH_MARGIN`]). The margin never exceeds half the token's lifetime, so a
+    /// short-lived token is not refreshed in a loop.
+    pub fn with_refresh_margin(mut self, margin: Duration) -> Self {
         self.refresh_margin = margin;
+        self
     }
 
     /// Sets the cap on response bodies read by [`Session::handle`] (default 64 KiB).
-    pub fn set_body_limit(&mut self, bytes: usize) {
-        self.parser = Parser::with_body_limit(bytes);
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.parser = self.parser.with_body_limit(bytes);
+        self
     }
 
     // ----- getters -----
