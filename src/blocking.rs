@@ -41,6 +41,7 @@ use crate::request::{Body, Credentials};
 use crate::response::RevokeResponse;
 use crate::secret::AccessToken;
 use crate::session::{SavedSession, Session, State};
+use crate::store::{MemoryStore, SessionStore};
 use http::{Request, Response};
 use std::fmt;
 use std::future::Future;
@@ -91,8 +92,8 @@ where
 /// wait for another thread's refresh. Each request carries it as a [`CallDeadline`], with the
 /// exchange's timeout and body cap as [`ExchangeLimits`]; the transport keeps to both (a
 /// blocking call cannot be interrupted from outside).
-pub struct BlockingClient<T> {
-    driver: AsyncClient<OnThisThread<T>>,
+pub struct BlockingClient<T, S = MemoryStore> {
+    driver: AsyncClient<OnThisThread<T>, S>,
 }
 
 /// A blocking transport seen as an async one whose answers are always ready.
@@ -107,7 +108,7 @@ impl<T: Transport> AsyncTransport for OnThisThread<T> {
     }
 }
 
-impl<T> fmt::Debug for BlockingClient<T> {
+impl<T, S> fmt::Debug for BlockingClient<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlockingClient")
             .field("driver", &self.driver)
@@ -127,6 +128,22 @@ impl<T: Transport> BlockingClient<T> {
         BlockingClient {
             driver: AsyncClient::from_session(OnThisThread(transport), session),
         }
+    }
+
+    /// Shares the session through `store` (see [`crate::store`]): the stored session, when
+    /// there is one, replaces this client's at its first call; every change of tokens is saved;
+    /// refreshes take the store's lease, so one process at a time refreshes.
+    pub fn with_store<S: SessionStore>(self, store: S) -> BlockingClient<T, S> {
+        BlockingClient {
+            driver: self.driver.with_store(store),
+        }
+    }
+}
+
+impl<T: Transport, S: SessionStore> BlockingClient<T, S> {
+    /// The store the session is shared through.
+    pub fn store(&self) -> &S {
+        self.driver.store()
     }
 
     /// Configures the client (see [`Config`]): its session takes the body cap and the refresh

@@ -115,6 +115,13 @@ pub enum Error {
     /// The saved form of a session could not be restored.
     #[error("cannot restore the session: {0}")]
     InvalidSavedSession(&'static str),
+    /// The session was logged out, by this client or by another process sharing its
+    /// [store](crate::store): log in again.
+    #[error("the session was logged out: log in again")]
+    LoggedOut,
+    /// The [session store](crate::store) failed or refused a step.
+    #[error("the session store failed")]
+    Store(#[source] crate::store::StoreError),
 }
 
 fn retry_hint(retry_after: Option<Duration>) -> String {
@@ -203,6 +210,22 @@ pub struct ServerError {
     /// For bodies that are not problem+json (the plain-text 429, a proxy's HTML page): the start
     /// of the body, printable characters only, at most 160 characters.
     pub excerpt: Option<String>,
+}
+
+impl ServerError {
+    /// An error of `status` with nothing else known (for what a store remembers of a refusal).
+    pub(crate) fn of_status(status: StatusCode) -> ServerError {
+        ServerError {
+            status,
+            code: None,
+            detail: None,
+            retry_after: None,
+            retry_at: None,
+            rate_limit: None,
+            two_factor_required: false,
+            excerpt: None,
+        }
+    }
 }
 
 impl fmt::Display for ServerError {

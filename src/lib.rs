@@ -158,6 +158,7 @@ pub mod request;
 pub mod response;
 pub mod secret;
 pub mod session;
+pub mod store;
 
 pub use error::{Error, ErrorCode, Operation, ServerError, TransportError, TransportErrorKind};
 pub use http;
@@ -182,6 +183,9 @@ pub mod blocking;
 #[cfg(feature = "fake")]
 #[path = "../transports/fake_server.rs"]
 mod fake_server;
+#[cfg(feature = "file-store")]
+#[path = "../transports/file_store.rs"]
+mod file_store;
 #[cfg(feature = "hyper")]
 #[path = "../transports/hyper_transport.rs"]
 mod hyper_transport;

@@ -134,10 +134,10 @@ fn classify(error: Box<dyn StdError + Send + Sync>) -> TransportError {
                 break;
             }
         }
-        if let Some(legacy) = current.downcast_ref::<hyper_util::client::legacy::Error>() {
-            if legacy.is_connect() {
-                kind = TransportErrorKind::Connect;
-            }
+        if let Some(legacy) = current.downcast_ref::<hyper_util::client::legacy::Error>()
+            && legacy.is_connect()
+        {
+            kind = TransportErrorKind::Connect;
         }
         if let Some(io) = current.downcast_ref::<io::Error>() {
             match io.kind() {

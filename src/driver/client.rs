@@ -10,9 +10,13 @@ use crate::request::{self, Body, Credentials};
 use crate::response::{Parser, RevokeResponse, Secrets};
 use crate::secret::AccessToken;
 use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
+use crate::store::{
+    Ending, Lease, MemoryStore, Record, RefreshPlan, SessionStore, Version, is_stale, must_refresh,
+};
 use http::{Request, Response};
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Instant, SystemTime};
 
@@ -48,8 +52,20 @@ where
 /// Every call has one deadline ([`Config::call_timeout`]) covering all of its exchanges and its
 /// wait for another caller's refresh; each exchange also has its own timeout
 /// ([`Config::timeout`]).
-pub struct AsyncClient<T> {
+pub struct AsyncClient<T, S = MemoryStore> {
     transport: T,
+    /// Where the session is shared with other clients and processes.
+    store: S,
+    /// The store's version the session was last synced with ([`NEVER_SYNCED`] before the first).
+    synced: AtomicU64,
+    /// How the session ended in the store, when another process (or this one) ended it.
+    ending: Mutex<Option<Ending>>,
+    /// A lease whose refresh was cancelled (its future dropped) before giving it back: the next
+    /// refresh of this client gives it back first instead of waiting for its time to live.
+    abandoned: Mutex<Option<Lease>>,
+    /// Refreshes this client has sent, so that a call can tell a token it refreshed from one
+    /// another process did.
+    refreshes_sent: AtomicU64,
     session: Mutex<Session>,
     /// The refresh in the air, so that callers wait for it instead of sending a second refresh
     /// with the same token.
@@ -57,7 +73,10 @@ pub struct AsyncClient<T> {
     config: Config,
 }
 
-impl<T> fmt::Debug for AsyncClient<T> {
+/// No store version is `u64::MAX` (versions count saves).
+const NEVER_SYNCED: u64 = u64::MAX;
+
+impl<T, S> fmt::Debug for AsyncClient<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never blocks: a session in use right now is not waited for.
         let mut debug = f.debug_struct("AsyncClient");
@@ -84,17 +103,46 @@ impl<T: AsyncTransport> AsyncClient<T> {
     pub fn from_session(transport: T, session: Session) -> Self {
         AsyncClient {
             transport,
+            store: MemoryStore::new(),
+            synced: AtomicU64::new(NEVER_SYNCED),
+            ending: Mutex::new(None),
+            abandoned: Mutex::new(None),
+            refreshes_sent: AtomicU64::new(0),
             session: Mutex::new(session),
             flights: Flights::default(),
             config: Config::default(),
         }
     }
 
+    /// Shares the session through `store` (see [`crate::store`]): the stored session, when
+    /// there is one, replaces this client's at its first call; every change of tokens is saved;
+    /// refreshes take the store's lease, so one process at a time refreshes.
+    pub fn with_store<S2: SessionStore>(self, store: S2) -> AsyncClient<T, S2> {
+        AsyncClient {
+            transport: self.transport,
+            store,
+            synced: AtomicU64::new(NEVER_SYNCED),
+            ending: Mutex::new(None),
+            abandoned: Mutex::new(None),
+            refreshes_sent: AtomicU64::new(0),
+            session: self.session,
+            flights: self.flights,
+            config: self.config,
+        }
+    }
+}
+
+impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Configures the client (see [`Config`]): its session takes the body cap and the refresh
     /// margin, every request the timeout, the body cap and the `User-Agent`.
     pub fn with_config(self, config: Config) -> Self {
         let AsyncClient {
             transport,
+            store,
+            synced,
+            ending,
+            abandoned,
+            refreshes_sent,
             session,
             flights,
             config: _,
@@ -106,10 +154,20 @@ impl<T: AsyncTransport> AsyncClient<T> {
             .with_refresh_margin(config.refresh_margin());
         AsyncClient {
             transport,
+            store,
+            synced,
+            ending,
+            abandoned,
+            refreshes_sent,
             session: Mutex::new(session),
             flights,
             config,
         }
+    }
+
+    /// The store the session is shared through.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// The client's configuration.
@@ -243,33 +301,207 @@ impl<T: AsyncTransport> AsyncClient<T> {
             Err(Error::InvalidClient(_)) if !fetched => {
                 self.fetch_client_within(deadline).await?;
                 let step = self.session().login(credentials)?;
-                self.exchange(step, deadline).await.map(drop)
+                self.exchange(step, deadline).await?;
             }
-            other => other.map(drop),
+            other => {
+                other?;
+            }
+        }
+        // A login is the user's deliberate act: it replaces whatever the store holds.
+        self.save_over(None).await
+    }
+
+    // ----- the store -----
+
+    fn set_synced(&self, version: Version) {
+        self.synced.store(version.0, Ordering::Release);
+    }
+
+    fn synced(&self) -> Option<Version> {
+        match self.synced.load(Ordering::Acquire) {
+            NEVER_SYNCED => None,
+            seen => Some(Version(seen)),
+        }
+    }
+
+    fn ending(&self) -> Option<Ending> {
+        self.ending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_ending(&self, ending: Option<Ending>) {
+        *self.ending.lock().unwrap_or_else(|p| p.into_inner()) = ending;
+    }
+
+    /// Brings the session up to the store's version: a cheap version read when nothing
+    /// changed.
+    async fn sync(&self) -> Result<(), Error> {
+        let current = self.store.version().await.map_err(Error::Store)?;
+        if !is_stale(self.synced(), current) {
+            return Ok(());
+        }
+        let record = self.store.load().await.map_err(Error::Store)?;
+        self.adopt(record)
+    }
+
+    /// Takes the stored session in place of this client's, unless it is the version this client
+    /// already has (whose local knowledge, such as a token found dead, is newer) or a refresh
+    /// of this client is in the air (its leader syncs under the lease).
+    fn adopt(&self, record: Record) -> Result<(), Error> {
+        if self.synced() == Some(record.version) {
+            return Ok(());
+        }
+        let mut session = self.session();
+        if session.refresh_in_flight() {
+            return Ok(());
+        }
+        if let Some(saved) = record.session {
+            session.adopt(saved)?;
+        }
+        self.set_ending(record.ending);
+        self.set_synced(record.version);
+        Ok(())
+    }
+
+    /// Saves the session over whatever the store holds (a login, a logout: deliberate acts),
+    /// retrying once if another process saved in between.
+    async fn save_over(&self, ending: Option<Ending>) -> Result<(), Error> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let expected = self.store.version().await.map_err(Error::Store)?;
+            let record = Record::new(self.session().save(), ending.clone());
+            match self.store.save(expected, record, None).await {
+                Ok(version) => {
+                    self.set_ending(ending);
+                    self.set_synced(version);
+                    return Ok(());
+                }
+                Err(crate::store::StoreError::Conflict) if tries < 2 => continue,
+                Err(error) => return Err(Error::Store(error)),
+            }
+        }
+    }
+
+    /// Waits for the store's refresh lease, up to the call's deadline.
+    async fn take_lease(&self, deadline: CallDeadline) -> Result<Lease, Error> {
+        let ttl = self.config.timeout() + LEASE_SLACK;
+        let mut pause = LEASE_FIRST_PAUSE;
+        loop {
+            if let Some(lease) = self.store.try_lease(ttl).await.map_err(Error::Store)? {
+                return Ok(lease);
+            }
+            let left = deadline.remaining(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Store(crate::store::StoreError::LeaseBusy));
+            }
+            crate::driver::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(LEASE_LAST_PAUSE);
+        }
+    }
+
+    /// The refresh, as the leader of this process's callers: under the store's lease, reload,
+    /// refresh only if the reloaded pair is still due, save.
+    async fn refresh_under_lease(&self, deadline: CallDeadline) -> Result<(), Error> {
+        let abandoned = self
+            .abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(lease) = abandoned {
+            let _ = self.store.release(lease).await;
+        }
+        let mut held = HeldLease {
+            lease: Some(self.take_lease(deadline).await?),
+            abandoned: &self.abandoned,
+        };
+        let outcome = match &held.lease {
+            Some(lease) => self.refresh_holding(lease, deadline).await,
+            None => Ok(()),
+        };
+        if let Some(lease) = held.lease.take() {
+            // A lease not given back (the store failed) expires after its time to live.
+            let _ = self.store.release(lease).await;
+        }
+        outcome
+    }
+
+    async fn refresh_holding(&self, lease: &Lease, deadline: CallDeadline) -> Result<(), Error> {
+        let record = self.store.load().await.map_err(Error::Store)?;
+        let loaded = record.version;
+        self.adopt(record.clone())?;
+        let now = self.now();
+        let due = refresh_needed(&self.session(), now);
+        let plan = match due {
+            Ok(due) => must_refresh(&record, due),
+            Err(error) => return Err(self.ending().map_or(error, |e| e.error())),
+        };
+        match plan {
+            RefreshPlan::Ended(ending) => Err(ending.error()),
+            RefreshPlan::UseStored => Ok(()),
+            RefreshPlan::Refresh | RefreshPlan::RefreshLocal => {
+                let step = self.session().refresh()?;
+                self.refreshes_sent.fetch_add(1, Ordering::AcqRel);
+                let outcome = self.exchange(step, deadline).await.map(drop);
+                let ending = match &outcome {
+                    Ok(()) => None,
+                    Err(Error::LoginRequired(refusal)) => Some(Ending::refresh_refused(refusal)),
+                    // Nothing learnt: the pair may or may not have been rotated.
+                    Err(_) => return outcome,
+                };
+                let record = Record::new(self.session().save(), ending.clone());
+                match self.store.save(loaded, record, Some(lease)).await {
+                    Ok(version) => {
+                        self.set_ending(ending);
+                        self.set_synced(version);
+                    }
+                    // The lease ran out and another process saved: its pair wins, ours is
+                    // revoked so that no server session is left behind.
+                    Err(_) if outcome.is_ok() => {
+                        self.revoke_current(deadline).await;
+                        self.synced.store(NEVER_SYNCED, Ordering::Release);
+                        self.sync().await?;
+                    }
+                    Err(error) => return Err(Error::Store(error)),
+                }
+                outcome
+            }
+        }
+    }
+
+    /// Best effort: revokes the session's current access token (and its refresh token).
+    async fn revoke_current(&self, deadline: CallDeadline) {
+        let Ok(step) = self.session().logout() else {
+            return;
+        };
+        let (mut request, pending) = step;
+        self.session().abandon(pending);
+        if self.stamp(&mut request, deadline).is_ok() {
+            let _ = self.transport.send(request).await;
         }
     }
 
     pub(crate) async fn ensure_fresh_within(&self, deadline: CallDeadline) -> Result<(), Error> {
+        self.sync().await?;
         // Each turn either ends, or follows a flight that ended without an outcome (its leader
         // was cancelled, or its answer was made stale by a login or logout); the deadline
         // bounds the turns.
         loop {
             let now = self.now();
-            match self
-                .flights
-                .join_or_lead(|| refresh_needed(&self.session(), now))?
-            {
+            let needed = self.flights.join_or_lead(|| {
+                refresh_needed(&self.session(), now)
+                    .map_err(|error| self.ending().map_or(error, |ending| ending.error()))
+            });
+            match needed? {
                 Role::Done => return Ok(()),
                 Role::Wait(flight) => match flight.wait().await {
                     Some(outcome) => return outcome,
                     None => continue,
                 },
                 Role::Lead(leader) => {
-                    let step = self.session().refresh();
-                    let outcome = match step {
-                        Ok(step) => self.exchange(step, deadline).await.map(drop),
-                        Err(error) => Err(error),
-                    };
+                    let outcome = self.refresh_under_lease(deadline).await;
                     if let Err(Error::StaleResponse(_)) = outcome {
                         leader.finish(None);
                         continue;
@@ -298,7 +530,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
         deadline: CallDeadline,
     ) -> Result<Response<Vec<u8>>, Error> {
         let request = self.resolved(request)?;
-        let mut refreshed = false;
+        // How many refreshes this client had sent when our token last died.
+        let mut died_at: Option<u64> = None;
         let mut sends = 0;
         loop {
             sends += 1;
@@ -310,12 +543,16 @@ impl<T: AsyncTransport> AsyncClient<T> {
                     .observe(&ticket, &response)
                     .then(|| session.is_current(&ticket))
             };
+            let sent = self.refreshes_sent.load(Ordering::Acquire);
             match dead {
                 None => return Ok(response),
                 Some(_) if sends == MAX_SENDS => return Ok(response),
-                // Our own token died again after the one refresh: give the answer back.
-                Some(true) if refreshed => return Ok(response),
-                Some(ours) => refreshed |= ours,
+                // Our own token died again after a refresh of ours replaced it: give the
+                // answer back (one refresh per call). A token another process refreshed and
+                // this one took from the store does not count: it may simply have been used up.
+                Some(true) if died_at.is_some_and(|before| sent > before) => return Ok(response),
+                Some(true) => died_at = Some(sent),
+                Some(false) => {}
             }
         }
     }
@@ -373,12 +610,13 @@ impl<T: AsyncTransport> AsyncClient<T> {
             }
             other => other?,
         };
+        self.save_over(Some(Ending::LoggedOut)).await?;
         Ok(revoked(event))
     }
 }
 
 #[cfg(feature = "async-client")]
-impl<T: AsyncTransport> AsyncClient<T> {
+impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Fetches the instance's OAuth client pair.
     pub async fn fetch_client(&self) -> Result<(), Error> {
         let deadline = self.deadline();
@@ -468,6 +706,21 @@ async fn within<R>(
     crate::driver::at_most(remaining, call, || Err(deadline_elapsed())).await
 }
 
+/// A refresh lease held by a refresh that may be cancelled: if it is, the lease is kept for the
+/// next refresh to give back.
+struct HeldLease<'a> {
+    lease: Option<Lease>,
+    abandoned: &'a Mutex<Option<Lease>>,
+}
+
+impl Drop for HeldLease<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            *self.abandoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
+        }
+    }
+}
+
 /// A step whose answer has not been handled yet. If its future is dropped first (the caller's
 /// timeout or `select!` cancelled it), the step is abandoned, so a cancelled refresh does not
 /// block every later one with [`Error::RefreshInFlight`].
@@ -483,6 +736,12 @@ impl Drop for InFlight<'_> {
         }
     }
 }
+
+/// A refresh lease lives for the exchange's timeout plus this, to cover the reload and the save.
+const LEASE_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
+/// The first and the longest pause between two tries to take a lease another process holds.
+const LEASE_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+const LEASE_LAST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How many times `send_authorized` sends one request at most. A 401 `invalid_token` for the
 /// session's current token leads to one refresh and a retry; a 401 for a token another caller

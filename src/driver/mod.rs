@@ -4,7 +4,6 @@
 pub(crate) mod client;
 mod config;
 pub(crate) mod flight;
-#[cfg(feature = "async-client")]
 mod timer;
 
 pub use config::{Config, ConfigBuilder, DEFAULT_USER_AGENT, ExchangeLimits};
@@ -93,6 +92,13 @@ pub(crate) fn deadline_elapsed() -> Error {
         TransportErrorKind::Timeout,
         DeadlineElapsed,
     ))
+}
+
+/// Waits `pause` without blocking the thread (the crate's timer thread wakes the task).
+pub(crate) async fn sleep(pause: Duration) {
+    if let Some(at) = Instant::now().checked_add(pause) {
+        timer::Deadline::at(at).await;
+    }
 }
 
 /// Runs `work` for at most `timeout`; past it, drops `work` and answers `late()`. The timer is

@@ -118,10 +118,10 @@ fn helper(shared: &'static Shared) {
             if due.at > now {
                 break;
             }
-            if let Some(Reverse(due)) = heap.due.pop() {
-                if let Some(entry) = due.entry.upgrade() {
-                    fired.push(entry);
-                }
+            if let Some(Reverse(due)) = heap.due.pop()
+                && let Some(entry) = due.entry.upgrade()
+            {
+                fired.push(entry);
             }
         }
         heap.sleeping_until = heap.due.peek().map(|Reverse(due)| due.at);
@@ -212,10 +212,10 @@ impl Future for Deadline {
 
 impl Drop for Deadline {
     fn drop(&mut self) {
-        if self.entry.take().is_some() {
-            if let Some(shared) = shared() {
-                shared.live.fetch_sub(1, Ordering::Relaxed);
-            }
+        if self.entry.take().is_some()
+            && let Some(shared) = shared()
+        {
+            shared.live.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

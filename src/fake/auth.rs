@@ -43,6 +43,18 @@ impl Model {
             Ok(access) => access,
             Err(failure) => return self.token_invalid(failure, Docs::None),
         };
+        if let Some(limit) = self.config.access_token_uses
+            && let Some(session) = self.sessions.get_mut(&access)
+        {
+            if session.uses >= limit {
+                if session.uses == limit {
+                    session.uses += 1;
+                    self.counters.worn_out_tokens += 1;
+                }
+                return self.token_invalid(INVALID_TOKEN, Docs::None);
+            }
+            session.uses += 1;
+        }
         let user = self.sessions.get(&access).map(|s| s.user);
         match user.and_then(|index| Some((index, self.user(index)?))) {
             Some((index, user)) => reply::json(

@@ -99,6 +99,7 @@ pub(crate) struct Config {
     pub(crate) version: ServerVersion,
     pub(crate) start: SystemTime,
     pub(crate) seed: u64,
+    pub(crate) access_token_uses: Option<u64>,
 }
 
 /// Sets up a [`FakePeerTube`](super::FakePeerTube).
@@ -128,6 +129,7 @@ impl Default for FakeBuilder {
                 version: ServerVersion::default(),
                 start: UNIX_EPOCH + Duration::from_secs(1_795_800_000),
                 seed: 0x5eed_cafe,
+                access_token_uses: None,
             },
         }
     }
@@ -174,6 +176,14 @@ impl FakeBuilder {
     /// Sets the login rate limit: at most `max` token requests per `window` per client address.
     pub fn login_rate_limit(mut self, max: u32, window: Duration) -> Self {
         self.config.login_limit = Some((max, window));
+        self
+    }
+
+    /// Lets each access token serve `calls` calls to `GET /api/v1/users/me`; the next one is
+    /// answered 401 `invalid_token`, as if it had expired (its refresh token stays good). Lets
+    /// processes on real clocks meet expiries the fake's clock cannot give them.
+    pub fn access_token_uses(mut self, calls: u64) -> Self {
+        self.config.access_token_uses = Some(calls);
         self
     }
 

@@ -95,6 +95,9 @@ pub struct Counters {
     pub refreshes_per_token: HashMap<String, u64>,
     /// Token pairs whose refresh token has not expired and that were not revoked or rotated.
     pub live_sessions: usize,
+    /// Access tokens that served all the calls `FakeBuilder::access_token_uses` allows and
+    /// were then refused.
+    pub worn_out_tokens: u64,
 }
 
 impl std::fmt::Debug for Counters {
@@ -119,6 +122,7 @@ impl std::fmt::Debug for Counters {
                 ),
             )
             .field("live_sessions", &self.live_sessions)
+            .field("worn_out_tokens", &self.worn_out_tokens)
             .finish()
     }
 }

@@ -20,6 +20,8 @@ pub(crate) struct Session {
     pub(crate) refresh: String,
     pub(crate) access_expires: SystemTime,
     pub(crate) refresh_expires: SystemTime,
+    /// Authorized calls made with the access token (see `FakeBuilder::access_token_uses`).
+    pub(crate) uses: u64,
 }
 
 pub(crate) struct ExternalToken {
@@ -73,10 +75,9 @@ impl Model {
             .canned
             .iter()
             .position(|(only, _)| only.as_deref().is_none_or(|p| p == path))
+            && let Some((_, response)) = self.canned.remove(index)
         {
-            if let Some((_, response)) = self.canned.remove(index) {
-                return response;
-            }
+            return response;
         }
         let address = request
             .extensions()

@@ -97,18 +97,18 @@ impl Model {
 
         // `buildByPassLogin` runs before any OAuth check.
         let mut external = None;
-        if grant_type == Some("password") {
-            if let Some(token) = form.get("externalAuthToken") {
-                match self.take_external_token(token, form.get("username").unwrap_or("")) {
-                    Ok(username) => external = Some(username),
-                    Err(message) => {
-                        return self.fail(
-                            StatusCode::BAD_REQUEST,
-                            Some("Error"),
-                            &message,
-                            Docs::GetOAuthToken,
-                        );
-                    }
+        if grant_type == Some("password")
+            && let Some(token) = form.get("externalAuthToken")
+        {
+            match self.take_external_token(token, form.get("username").unwrap_or("")) {
+                Ok(username) => external = Some(username),
+                Err(message) => {
+                    return self.fail(
+                        StatusCode::BAD_REQUEST,
+                        Some("Error"),
+                        &message,
+                        Docs::GetOAuthToken,
+                    );
                 }
             }
         }
@@ -304,6 +304,7 @@ impl Model {
             refresh: refresh.clone(),
             access_expires: self.now.checked_add(access_lifetime).unwrap_or(self.now),
             refresh_expires: self.now.checked_add(refresh_lifetime).unwrap_or(self.now),
+            uses: 0,
         };
         self.sessions.insert(access.clone(), session);
         self.by_refresh.insert(refresh.clone(), access.clone());

@@ -75,10 +75,10 @@ struct RawToken {
 
 pub(super) fn token(status: StatusCode, body: &[u8]) -> Result<TokenResponse, Error> {
     let raw: RawToken = json(status, body)?;
-    if let Some(kind) = &raw.token_type {
-        if !kind.eq_ignore_ascii_case("bearer") {
-            return Err(Error::malformed(status, "token_type is not Bearer"));
-        }
+    if let Some(kind) = &raw.token_type
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(Error::malformed(status, "token_type is not Bearer"));
     }
     let access_token = usable_token(status, raw.access_token, "access_token")?;
     let refresh_token = usable_token(status, raw.refresh_token, "refresh_token")?;

@@ -384,10 +384,11 @@ impl Session {
             .error(Operation::Authorize, response, &self.secrets(None))
             .code()
             == Some(&ErrorCode::InvalidToken);
-        if dead && authorized.ticket == self.ticket() {
-            if let Some(tokens) = &mut self.tokens {
-                tokens.access_rejected = true;
-            }
+        if dead
+            && authorized.ticket == self.ticket()
+            && let Some(tokens) = &mut self.tokens
+        {
+            tokens.access_rejected = true;
         }
         dead
     }
@@ -557,7 +558,7 @@ impl Session {
         }
     }
 
-    fn new_generation(&mut self) {
+    pub(super) fn new_generation(&mut self) {
         self.generation = self.generation.wrapping_add(1);
         self.refresh_in_flight = false;
     }

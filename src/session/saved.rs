@@ -127,6 +127,25 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Takes the client pair and tokens of `saved` (another process's save of this session),
+    /// keeping this session's identity and settings. Handles and tickets issued before are
+    /// stale afterwards.
+    pub(crate) fn adopt(&mut self, saved: SavedSession) -> Result<(), Error> {
+        let restored = Session::restore(saved)?;
+        if restored.instance != self.instance {
+            return Err(Error::InvalidSavedSession(
+                "the stored session is for another instance",
+            ));
+        }
+        self.client = restored.client;
+        self.tokens = restored.tokens;
+        self.logged_out = restored.logged_out;
+        self.new_generation();
+        Ok(())
+    }
+}
+
 fn restore_tokens(saved: SavedTokens) -> Result<Tokens, Error> {
     if !is_sendable_token(saved.access_token.expose_secret())
         || !is_sendable_token(saved.refresh_token.expose_secret())
