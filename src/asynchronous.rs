@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+pub use crate::driver::client::Relogin;
 pub use crate::driver::client::{AsyncClient, AsyncTransport};
 pub use crate::driver::{
     CallDeadline, Clock, Config, ConfigBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT,

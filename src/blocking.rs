@@ -22,6 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub use crate::driver::client::Relogin;
 pub use crate::driver::{
     CallDeadline, Clock, Config, ConfigBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT, DeadlineElapsed, ExchangeLimits,
@@ -144,6 +145,17 @@ impl<T: Transport, S: SessionStore> BlockingClient<T, S> {
     /// The store the session is shared through.
     pub fn store(&self) -> &S {
         self.driver.store()
+    }
+
+    /// Logs in again by itself when the refresh token is dead (expired, revoked, burned by a
+    /// refresh whose answer was lost), with the credentials `relogin` gives, and retries the
+    /// call once. With a store, one process logs in for all of them, under the refresh lease.
+    /// It never loops: a refused login (wrong password, 429 with its `Retry-After`) is the
+    /// call's answer. A logout is never undone.
+    pub fn with_relogin(self, relogin: Relogin) -> Self {
+        BlockingClient {
+            driver: self.driver.with_relogin(relogin),
+        }
     }
 
     /// Configures the client (see [`Config`]): its session takes the body cap and the refresh

@@ -393,3 +393,260 @@ pub fn must_refresh(record: &Record, due: bool) -> RefreshPlan {
         (Some(_), false) => RefreshPlan::UseStored,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::Instance;
+    use crate::session::Session;
+
+    fn lease(fence: u64, holder: &str) -> Lease {
+        Lease::new(fence, holder.to_owned())
+    }
+
+    fn saved() -> SavedSession {
+        Session::new(Instance::new("https://video.example.org").unwrap()).save()
+    }
+
+    #[test]
+    fn a_save_needs_the_version_it_was_made_against_and_a_lease_not_taken_over() {
+        let v = Version;
+        let mine = lease(3, "me");
+        type Case<'a> = (
+            Version,
+            Version,
+            Option<&'a Lease>,
+            u64,
+            Option<&'a str>,
+            Result<(), StoreError>,
+        );
+        let cases: &[Case<'_>] = &[
+            (v(4), v(4), None, 0, None, Ok(())),
+            (v(5), v(4), None, 0, None, Err(StoreError::Conflict)),
+            (v(4), v(5), None, 0, None, Err(StoreError::Conflict)),
+            (v(4), v(4), Some(&mine), 3, Some("me"), Ok(())),
+            // Its time ran out but nobody took it: still good.
+            (v(4), v(4), Some(&mine), 3, Some("me"), Ok(())),
+            // Taken over: a newer fence, or another holder, or given back.
+            (
+                v(4),
+                v(4),
+                Some(&mine),
+                4,
+                Some("other"),
+                Err(StoreError::LeaseLost),
+            ),
+            (
+                v(4),
+                v(4),
+                Some(&mine),
+                3,
+                Some("other"),
+                Err(StoreError::LeaseLost),
+            ),
+            (v(4), v(4), Some(&mine), 3, None, Err(StoreError::LeaseLost)),
+            // A lost lease is reported before a conflict: the holder must not retry.
+            (
+                v(5),
+                v(4),
+                Some(&mine),
+                4,
+                Some("other"),
+                Err(StoreError::LeaseLost),
+            ),
+        ];
+        for (current, expected, lease, fence, holder, outcome) in cases {
+            assert_eq!(
+                &may_save(*current, *expected, *lease, *fence, *holder),
+                outcome,
+                "{current:?} {expected:?} {lease:?} {fence} {holder:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_lease_holder_refreshes_only_a_pair_still_due() {
+        let live = Record::new(saved(), None);
+        let ended = Record::new(saved(), Some(Ending::LoggedOut));
+        assert_eq!(must_refresh(&live, true), RefreshPlan::Refresh);
+        assert_eq!(must_refresh(&live, false), RefreshPlan::UseStored);
+        assert_eq!(
+            must_refresh(&Record::empty(), true),
+            RefreshPlan::RefreshLocal
+        );
+        assert_eq!(
+            must_refresh(&Record::empty(), false),
+            RefreshPlan::RefreshLocal
+        );
+        for due in [true, false] {
+            assert_eq!(
+                must_refresh(&ended, due),
+                RefreshPlan::Ended(Ending::LoggedOut)
+            );
+        }
+    }
+
+    #[test]
+    fn a_copy_is_stale_until_synced_with_the_current_version() {
+        assert!(is_stale(None, Version::EMPTY));
+        assert!(is_stale(Some(Version(1)), Version(2)));
+        assert!(!is_stale(Some(Version(2)), Version(2)));
+        assert_eq!(Version::EMPTY.next(), Version(1));
+        assert_eq!(Version(7).next(), Version(8));
+        assert_eq!(Version(u64::MAX).next(), Version(1));
+    }
+
+    #[test]
+    fn an_ending_gives_every_process_the_same_typed_error() {
+        assert_eq!(Ending::LoggedOut.error(), Error::LoggedOut);
+        let mut refusal = ServerError::of_status(http::StatusCode::BAD_REQUEST);
+        refusal.code = Some(ErrorCode::InvalidGrant);
+        refusal.detail = Some("Invalid grant: refresh token is invalid".to_owned());
+        let ending = Ending::refresh_refused(&refusal);
+        match ending.error() {
+            Error::LoginRequired(error) => {
+                assert_eq!(error.status, 400);
+                assert_eq!(error.code, Some(ErrorCode::InvalidGrant));
+                assert_eq!(error.detail, refusal.detail);
+            }
+            other => panic!("{other:?}"),
+        }
+        let record = Record::new(saved(), Some(ending.clone()));
+        let again = Record::from_json(&record.to_json()).unwrap();
+        assert_eq!(again.ending, Some(ending));
+    }
+
+    #[test]
+    fn only_a_record_of_this_format_is_read() {
+        assert_eq!(
+            Record::from_json(b"{\"tokens\": 1"),
+            Err(StoreError::Corrupt(
+                "not a session record (unreadable JSON)"
+            ))
+        );
+        let foreign = br#"{"format":"something-else","version":3,"session":null}"#;
+        assert!(matches!(
+            Record::from_json(foreign),
+            Err(StoreError::Corrupt(_))
+        ));
+        let record = Record::new(saved(), None);
+        assert_eq!(Record::from_json(&record.to_json()).unwrap(), record);
+    }
+
+    fn run<F: Future>(future: F) -> F::Output {
+        pollster::block_on(future)
+    }
+
+    #[test]
+    fn the_memory_store_lease_is_exclusive_until_given_back_or_timed_out() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        let first = run(store.try_lease(ttl)).unwrap().unwrap();
+        assert_eq!(run(store.try_lease(ttl)).unwrap(), None);
+        run(store.release(first.clone())).unwrap();
+        let second = run(store.try_lease(Duration::ZERO)).unwrap().unwrap();
+        assert!(second.fence() > first.fence());
+        // Its time ran out: the next taker gets it, and the old holder can no longer save.
+        let third = run(store.try_lease(ttl)).unwrap().unwrap();
+        let record = Record::new(saved(), None);
+        assert_eq!(
+            run(store.save(Version::EMPTY, record.clone(), Some(&second))),
+            Err(StoreError::LeaseLost)
+        );
+        // Giving back a lease that was taken over changes nothing.
+        run(store.release(second)).unwrap();
+        assert_eq!(run(store.try_lease(ttl)).unwrap(), None);
+        assert_eq!(
+            run(store.save(Version::EMPTY, record, Some(&third))),
+            Ok(Version(1))
+        );
+        assert_eq!(run(store.version()), Ok(Version(1)));
+        assert_eq!(run(store.load()).unwrap().version, Version(1));
+    }
+
+    /// Two processes, each: take the lease, reload, refresh if due, save, give the lease back
+    /// (or crash after any step). Whatever the interleaving, the pair is refreshed once, no
+    /// save overwrites a newer record, and the process that comes second uses the stored pair.
+    #[test]
+    fn every_interleaving_of_two_processes_refreshes_once() {
+        #[derive(Clone, Copy, PartialEq, Debug)]
+        enum Step {
+            Lease,
+            Reload,
+            Save,
+            Release,
+        }
+        const STEPS: [Step; 4] = [Step::Lease, Step::Reload, Step::Save, Step::Release];
+        // Every way to interleave two runs of STEPS, and every crash point of the first.
+        let mut orders = Vec::new();
+        for mask in 0u32..256 {
+            if mask.count_ones() == 4 {
+                orders.push((0..8).map(|i| (mask >> i) & 1).collect::<Vec<_>>());
+            }
+        }
+        for order in &orders {
+            for crash_after in 0..=STEPS.len() {
+                let store = MemoryStore::new();
+                let first =
+                    run(store.save(Version::EMPTY, Record::new(saved(), None), None)).unwrap();
+                // Per process: next step, lease held, version loaded, whether it still sees the
+                // old pair as due, refreshes sent.
+                let mut next = [0usize; 2];
+                let mut held: [Option<Lease>; 2] = [None, None];
+                let mut loaded = [first; 2];
+                let mut refreshed = [false; 2];
+                let mut waiting = [false; 2];
+                for &who in order {
+                    let who = who as usize;
+                    if who == 0 && next[0] >= crash_after {
+                        continue; // crashed: its lease stays until its time runs out
+                    }
+                    let Some(&step) = STEPS.get(next[who]) else {
+                        continue;
+                    };
+                    match step {
+                        Step::Lease => match run(store.try_lease(Duration::from_secs(60))).unwrap()
+                        {
+                            Some(lease) => held[who] = Some(lease),
+                            None => {
+                                waiting[who] = true;
+                                continue; // retry later; a blocked process stays blocked here
+                            }
+                        },
+                        Step::Reload => {
+                            let record = run(store.load()).unwrap();
+                            // Due only if nobody saved a new pair since the first.
+                            if record.version == first {
+                                refreshed[who] = true;
+                            }
+                            loaded[who] = record.version;
+                        }
+                        Step::Save => {
+                            if refreshed[who] {
+                                let record = Record::new(saved(), None);
+                                let lease = held[who].as_ref();
+                                run(store.save(loaded[who], record, lease)).unwrap();
+                            }
+                        }
+                        Step::Release => {
+                            if let Some(lease) = held[who].take() {
+                                run(store.release(lease)).unwrap();
+                            }
+                        }
+                    }
+                    next[who] += 1;
+                }
+                let refreshes = refreshed.iter().filter(|r| **r).count();
+                assert!(refreshes <= 1, "{order:?} crash {crash_after}: {refreshes}");
+                // The second process either refreshed (the first crashed before saving), used
+                // the stored pair, or is still waiting for the crashed holder's lease.
+                let second_done = next[1] == STEPS.len();
+                assert!(
+                    second_done || waiting[1],
+                    "{order:?} crash {crash_after}: second stuck at {}",
+                    next[1]
+                );
+            }
+        }
+    }
+}

@@ -3,7 +3,8 @@
 #![cfg(all(feature = "ureq", feature = "fake", feature = "file-store"))]
 
 use http::StatusCode;
-use peertube_session::blocking::{BlockingClient, Config, UreqTransport};
+use peertube_session::blocking::{BlockingClient, Config, Relogin, UreqTransport};
+use peertube_session::fake::Fault;
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::store::FileStore;
 use peertube_session::{Credentials, Error, Instance};
@@ -23,25 +24,86 @@ const USES: u64 = 500;
 const BOUND: Duration = Duration::from_secs(120);
 
 fn client(base_url: &str, store: &Path) -> BlockingClient<UreqTransport, FileStore> {
-    BlockingClient::new(UreqTransport::new(), Instance::new(base_url).unwrap())
-        .with_store(FileStore::open(store).unwrap())
-        .with_config(Config::builder().timeout(Duration::from_secs(10)).build())
+    client_with_timeout(base_url, store, Duration::from_secs(10))
 }
 
-/// A worker: THREADS threads making CALLS authorized calls each; every one must be answered
-/// 200. Does nothing in the normal test run.
+/// The refresh lease lives for the exchange's timeout plus 5 s.
+fn client_with_timeout(
+    base_url: &str,
+    store: &Path,
+    timeout: Duration,
+) -> BlockingClient<UreqTransport, FileStore> {
+    BlockingClient::new(UreqTransport::new(), Instance::new(base_url).unwrap())
+        .with_store(FileStore::open(store).unwrap())
+        .with_config(Config::builder().timeout(timeout).build())
+}
+
+/// What a worker process does.
+struct Job {
+    base_url: String,
+    store: PathBuf,
+    threads: usize,
+    calls: usize,
+    /// Log in again with this password when the refresh token is dead.
+    relogin: Option<String>,
+    timeout: Duration,
+}
+
+impl Job {
+    fn spec(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}",
+            self.base_url,
+            self.store.display(),
+            self.threads,
+            self.calls,
+            self.relogin.as_deref().unwrap_or(""),
+            self.timeout.as_millis()
+        )
+    }
+
+    fn parse(spec: &str) -> Job {
+        let parts: Vec<&str> = spec.split('|').collect();
+        Job {
+            base_url: parts[0].to_owned(),
+            store: PathBuf::from(parts[1]),
+            threads: parts[2].parse().unwrap(),
+            calls: parts[3].parse().unwrap(),
+            relogin: Some(parts[4]).filter(|p| !p.is_empty()).map(str::to_owned),
+            timeout: Duration::from_millis(parts[5].parse().unwrap()),
+        }
+    }
+
+    fn spawn(&self) -> Child {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "worker", "--test-threads=1", "--nocapture"])
+            .env(WORKER, self.spec())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// A worker: its threads make their calls; every one must be answered 200. Does nothing in
+/// the normal test run.
 #[test]
 fn worker() {
     let Ok(spec) = std::env::var(WORKER) else {
         return;
     };
-    let (base_url, store) = spec.split_once('|').unwrap();
-    let client = Arc::new(client(base_url, Path::new(store)));
-    let threads: Vec<_> = (0..THREADS)
+    let job = Job::parse(&spec);
+    let mut client = client_with_timeout(&job.base_url, &job.store, job.timeout);
+    if let Some(password) = job.relogin.clone() {
+        client = client.with_relogin(Relogin::new(move || {
+            Some(Credentials::password("alice", password.as_str()))
+        }));
+    }
+    let client = Arc::new(client);
+    let threads: Vec<_> = (0..job.threads)
         .map(|_| {
             let client = client.clone();
+            let calls = job.calls;
             std::thread::spawn(move || {
-                for _ in 0..CALLS {
+                for _ in 0..calls {
                     let me = http::Request::get("/api/v1/users/me").body(()).unwrap();
                     let answer = client.send_authorized(me).unwrap();
                     assert_eq!(answer.status(), StatusCode::OK);
@@ -65,14 +127,6 @@ fn scratch_dir() -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn spawn_worker(base_url: &str, store: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "worker", "--test-threads=1", "--nocapture"])
-        .env(WORKER, format!("{base_url}|{}", store.display()))
-        .spawn()
-        .unwrap()
 }
 
 /// Waits for every child, killing them all past [`BOUND`].
@@ -123,9 +177,15 @@ fn processes_sharing_a_file_store_refresh_once_per_expiry() {
         assert_eq!(mode & 0o777, 0o600, "the record holds tokens");
     }
 
-    let workers = (0..PROCESSES)
-        .map(|_| spawn_worker(&server.base_url(), &store))
-        .collect();
+    let job = Job {
+        base_url: server.base_url(),
+        store: store.clone(),
+        threads: THREADS,
+        calls: CALLS,
+        relogin: None,
+        timeout: Duration::from_secs(10),
+    };
+    let workers = (0..PROCESSES).map(|_| job.spawn()).collect();
     let outcomes = wait_all(workers);
     assert!(
         outcomes.iter().all(|&ok| ok),
@@ -152,5 +212,112 @@ fn processes_sharing_a_file_store_refresh_once_per_expiry() {
     assert_eq!(other.access_token().unwrap_err(), Error::LoggedOut);
     let me = http::Request::get("/api/v1/users/me").body(()).unwrap();
     assert_eq!(other.send_authorized(me).unwrap_err(), Error::LoggedOut);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_dead_refresh_token_means_one_login_across_every_process() {
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "old-pw"))
+        .no_rate_limit()
+        .build();
+    let server = fake.serve().unwrap();
+    let dir = scratch_dir();
+    let store = dir.join("session.json");
+    client(&server.base_url(), &store)
+        .login(&Credentials::password("alice", "old-pw"))
+        .unwrap();
+    // Every token pair of the account dies, as when the password changes.
+    fake.change_password("alice", "new-pw");
+
+    let job = Job {
+        base_url: server.base_url(),
+        store: store.clone(),
+        threads: 4,
+        calls: 5,
+        relogin: Some("new-pw".to_owned()),
+        timeout: Duration::from_secs(10),
+    };
+    let workers = (0..PROCESSES).map(|_| job.spawn()).collect();
+    let outcomes = wait_all(workers);
+    let counters = fake.counters();
+    assert!(
+        outcomes.iter().all(|&ok| ok),
+        "a worker failed: {counters:?}"
+    );
+    assert_eq!(counters.logins, 2, "{counters:?}");
+    assert_eq!(counters.invalid_grants, 1, "{counters:?}");
+    assert_eq!(counters.max_refreshes_per_token(), 1, "{counters:?}");
+    assert_eq!(counters.live_sessions, 1, "{counters:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_lease_holder_killed_mid_refresh_holds_the_others_only_until_its_lease_ends() {
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .build();
+    let server = fake.serve().unwrap();
+    let dir = scratch_dir();
+    let store = dir.join("session.json");
+    client(&server.base_url(), &store)
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    // The access token expires on the server (its refresh token stays good)…
+    fake.advance(Duration::from_secs(86_400 + 1));
+    // …and the refresh that follows is held by the server for 3 s, then handled.
+    server.inject(
+        Some("/api/v1/users/token"),
+        Fault::Delay(Duration::from_secs(3)),
+    );
+
+    // A 1 s timeout: the lease lives 6 s.
+    let job = Job {
+        base_url: server.base_url(),
+        store: store.clone(),
+        threads: 1,
+        calls: 1,
+        relogin: Some("alice-pw".to_owned()),
+        timeout: Duration::from_secs(1),
+    };
+    let mut holder = job.spawn();
+    let lease = PathBuf::from(format!("{}.lease", store.display()));
+    let waited = Instant::now();
+    while !std::fs::read_to_string(&lease).is_ok_and(|l| l.contains("\"holder\":\"")) {
+        assert!(
+            waited.elapsed() < BOUND,
+            "the first worker never took the lease"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    holder.kill().unwrap(); // SIGKILL on unix: no clean-up runs
+    holder.wait().unwrap();
+    let killed_at = Instant::now();
+
+    let others = Job {
+        threads: 4,
+        calls: 3,
+        timeout: Duration::from_secs(10),
+        ..job
+    };
+    let workers = (0..4).map(|_| others.spawn()).collect();
+    let outcomes = wait_all(workers);
+    let counters = fake.counters();
+    assert!(
+        outcomes.iter().all(|&ok| ok),
+        "a worker failed: {counters:?}"
+    );
+    // They waited for the dead holder's lease to end (6 s after it was taken), not for ever.
+    let waited = killed_at.elapsed();
+    assert!(
+        waited > Duration::from_secs(3),
+        "{waited:?}: the lease was not honoured"
+    );
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    // The killed refresh may have been handled by the server (its pair is then orphaned, as
+    // with any lost answer) or not: either way one refresh or one login repaired it.
+    assert!(counters.refreshes + counters.logins <= 3, "{counters:?}");
+    assert_eq!(counters.max_refreshes_per_token(), 1, "{counters:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -66,6 +66,8 @@ pub struct AsyncClient<T, S = MemoryStore> {
     /// Refreshes this client has sent, so that a call can tell a token it refreshed from one
     /// another process did.
     refreshes_sent: AtomicU64,
+    /// Where new credentials come from when the refresh token is dead, if anywhere.
+    relogin: Option<Relogin>,
     session: Mutex<Session>,
     /// The refresh in the air, so that callers wait for it instead of sending a second refresh
     /// with the same token.
@@ -108,6 +110,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
             ending: Mutex::new(None),
             abandoned: Mutex::new(None),
             refreshes_sent: AtomicU64::new(0),
+            relogin: None,
             session: Mutex::new(session),
             flights: Flights::default(),
             config: Config::default(),
@@ -125,6 +128,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
             ending: Mutex::new(None),
             abandoned: Mutex::new(None),
             refreshes_sent: AtomicU64::new(0),
+            relogin: self.relogin,
             session: self.session,
             flights: self.flights,
             config: self.config,
@@ -143,6 +147,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             ending,
             abandoned,
             refreshes_sent,
+            relogin,
             session,
             flights,
             config: _,
@@ -159,6 +164,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             ending,
             abandoned,
             refreshes_sent,
+            relogin,
             session: Mutex::new(session),
             flights,
             config,
@@ -168,6 +174,16 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// The store the session is shared through.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Logs in again by itself when the refresh token is dead (expired, revoked, burned by a
+    /// refresh whose answer was lost), with the credentials `relogin` gives, and retries the
+    /// call once. With a store, one process logs in for all of them, under the refresh lease.
+    /// It never loops: a refused login (wrong password, 429 with its `Retry-After`) is the
+    /// call's answer. A logout is never undone.
+    pub fn with_relogin(mut self, relogin: Relogin) -> Self {
+        self.relogin = Some(relogin);
+        self
     }
 
     /// The client's configuration.
@@ -436,9 +452,15 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         let due = refresh_needed(&self.session(), now);
         let plan = match due {
             Ok(due) => must_refresh(&record, due),
+            Err(_) if self.relogin.is_some() && self.relogin_possible() => {
+                return self.relogin_holding(loaded, lease, deadline).await;
+            }
             Err(error) => return Err(self.ending().map_or(error, |e| e.error())),
         };
         match plan {
+            RefreshPlan::Ended(Ending::RefreshRefused { .. }) if self.relogin.is_some() => {
+                self.relogin_holding(loaded, lease, deadline).await
+            }
             RefreshPlan::Ended(ending) => Err(ending.error()),
             RefreshPlan::UseStored => Ok(()),
             RefreshPlan::Refresh | RefreshPlan::RefreshLocal => {
@@ -451,6 +473,9 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     // Nothing learnt: the pair may or may not have been rotated.
                     Err(_) => return outcome,
                 };
+                if ending.is_some() && self.relogin.is_some() {
+                    return self.relogin_holding(loaded, lease, deadline).await;
+                }
                 let record = Record::new(self.session().save(), ending.clone());
                 match self.store.save(loaded, record, Some(lease)).await {
                     Ok(version) => {
@@ -469,6 +494,59 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 outcome
             }
         }
+    }
+
+    /// Whether the session lost its tokens to a refused refresh (not to a logout): what a
+    /// re-login may repair.
+    fn relogin_possible(&self) -> bool {
+        let session = self.session();
+        session.state() == State::HaveClient && !matches!(self.ending(), Some(Ending::LoggedOut))
+    }
+
+    /// Logs in again under the refresh lease, saving the new pair for every process.
+    async fn relogin_holding(
+        &self,
+        loaded: Version,
+        lease: &Lease,
+        deadline: CallDeadline,
+    ) -> Result<(), Error> {
+        let Some(relogin) = &self.relogin else {
+            return Err(Error::LoggedOut);
+        };
+        let Some(credentials) = (relogin.credentials)() else {
+            return Err(self.ending().map_or(Error::LoggedOut, |e| e.error()));
+        };
+        let mut outcome = self.log_in_once(&credentials, deadline).await;
+        if let (Err(Error::TwoFactorRequired(_)), Some(otp)) = (&outcome, &relogin.otp)
+            && let Some(code) = otp()
+        {
+            outcome = self
+                .log_in_once(&credentials.clone().with_otp(code), deadline)
+                .await;
+        }
+        outcome?;
+        let record = Record::new(self.session().save(), None);
+        let version = self
+            .store
+            .save(loaded, record, Some(lease))
+            .await
+            .map_err(Error::Store)?;
+        self.set_ending(None);
+        self.set_synced(version);
+        Ok(())
+    }
+
+    /// One login (fetching the client pair if the session has none), without saving.
+    async fn log_in_once(
+        &self,
+        credentials: &Credentials,
+        deadline: CallDeadline,
+    ) -> Result<(), Error> {
+        if self.state() == State::NoClient {
+            self.fetch_client_within(deadline).await?;
+        }
+        let step = self.session().login(credentials)?;
+        self.exchange(step, deadline).await.map(drop)
     }
 
     /// Best effort: revokes the session's current access token (and its refresh token).
@@ -491,8 +569,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         loop {
             let now = self.now();
             let needed = self.flights.join_or_lead(|| {
-                refresh_needed(&self.session(), now)
-                    .map_err(|error| self.ending().map_or(error, |ending| ending.error()))
+                // Bound first: the session's lock must be let go before `relogin_possible`.
+                let needed = refresh_needed(&self.session(), now);
+                match needed {
+                    Ok(needed) => Ok(needed),
+                    // A dead refresh token and a way to log in again: the leader logs in.
+                    Err(_) if self.relogin.is_some() && self.relogin_possible() => Ok(true),
+                    Err(error) => Err(self.ending().map_or(error, |ending| ending.error())),
+                }
             });
             match needed? {
                 Role::Done => return Ok(()),
@@ -704,6 +788,38 @@ async fn within<R>(
 ) -> Result<R, Error> {
     let remaining = deadline.remaining(Instant::now());
     crate::driver::at_most(remaining, call, || Err(deadline_elapsed())).await
+}
+
+/// Where a client gets credentials to log in again by itself (see `with_relogin`).
+#[derive(Clone)]
+pub struct Relogin {
+    credentials: std::sync::Arc<dyn Fn() -> Option<Credentials> + Send + Sync>,
+    otp: Option<std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>>,
+}
+
+impl fmt::Debug for Relogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Relogin")
+            .field("otp", &self.otp.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relogin {
+    /// Logs in again with what `credentials` gives (`None`: not now, the call fails with
+    /// [`Error::LoginRequired`]). It runs while no lock of the client is held.
+    pub fn new(credentials: impl Fn() -> Option<Credentials> + Send + Sync + 'static) -> Self {
+        Relogin {
+            credentials: std::sync::Arc::new(credentials),
+            otp: None,
+        }
+    }
+
+    /// For a two-factor account: asks `otp` for the current code when the server wants one.
+    pub fn with_otp(mut self, otp: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+        self.otp = Some(std::sync::Arc::new(otp));
+        self
+    }
 }
 
 /// A refresh lease held by a refresh that may be cancelled: if it is, the lease is kept for the

@@ -1,0 +1,164 @@
+//! Clients sharing one session through a store, in one process: both drivers, the memory
+//! store. (Real processes and the file store: `tests/shared_session.rs`.)
+#![cfg(all(
+    feature = "async-client",
+    feature = "blocking-client",
+    feature = "fake"
+))]
+
+use peertube_session::asynchronous::{AsyncClient, Config};
+use peertube_session::blocking::{BlockingClient, Relogin};
+use peertube_session::fake::{FakePeerTube, FakeUser};
+use peertube_session::store::{MemoryStore, SessionStore};
+use peertube_session::{Body, Credentials, Error, Instance, TransportError};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn fake() -> FakePeerTube {
+    FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .token_lifetimes(Duration::from_secs(3600), Duration::from_secs(7200))
+        .build()
+}
+
+fn instance() -> Instance {
+    Instance::new("http://127.0.0.1:9").unwrap()
+}
+
+type Answer = Result<http::Response<Vec<u8>>, TransportError>;
+
+fn transport(
+    fake: &FakePeerTube,
+) -> impl Fn(http::Request<Body>) -> Answer + Clone + Send + Sync + 'static {
+    let fake = fake.clone();
+    move |request| Ok(fake.handle(&request))
+}
+
+fn config(fake: &FakePeerTube) -> Config {
+    let clock = fake.clone();
+    Config::builder().clock(move || clock.now()).build()
+}
+
+fn me() -> http::Request<()> {
+    http::Request::get("/api/v1/users/me").body(()).unwrap()
+}
+
+#[test]
+fn async_clients_sharing_a_store_refresh_once_and_see_a_logout() {
+    let fake = fake();
+    let store = Arc::new(MemoryStore::new());
+    let async_client = || {
+        let transport = transport(&fake);
+        AsyncClient::new(move |r| std::future::ready(transport(r)), instance())
+            .with_config(config(&fake))
+            .with_store(store.clone())
+    };
+    let (a, b) = (async_client(), async_client());
+    pollster::block_on(async {
+        a.login(&Credentials::password("alice", "alice-pw"))
+            .await
+            .unwrap();
+        // The other client takes the session from the store: no login of its own.
+        assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
+        fake.advance(Duration::from_secs(3600));
+        a.ensure_fresh().await.unwrap();
+        // The pair a refreshed is b's too: no second refresh, and b's old token is never sent.
+        let token = b.access_token().await.unwrap();
+        assert_eq!(
+            Some(&token),
+            a.with_session(|s| s.access_token().cloned()).as_ref()
+        );
+        assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
+        b.logout().await.unwrap();
+        assert_eq!(a.access_token().await.unwrap_err(), Error::LoggedOut);
+        assert_eq!(a.send_authorized(me()).await.unwrap_err(), Error::LoggedOut);
+    });
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.logins, counters.refreshes),
+        (1, 1),
+        "{counters:?}"
+    );
+    assert_eq!(counters.live_sessions, 0);
+    // Saves: login, refresh, logout.
+    assert_eq!(pollster::block_on(store.version()).unwrap().0, 3);
+}
+
+#[test]
+fn a_refused_refresh_reaches_every_client_as_login_required_and_relogin_repairs_it() {
+    let fake = fake();
+    let store = Arc::new(MemoryStore::new());
+    let blocking = |relogin: bool| {
+        let client = BlockingClient::new(transport(&fake), instance())
+            .with_config(config(&fake))
+            .with_store(store.clone());
+        if relogin {
+            client.with_relogin(Relogin::new(|| {
+                Some(Credentials::password("alice", "new-pw"))
+            }))
+        } else {
+            client
+        }
+    };
+    let (a, b) = (blocking(false), blocking(false));
+    a.login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.change_password("alice", "new-pw");
+    fake.advance(Duration::from_secs(3600));
+    assert!(matches!(a.access_token(), Err(Error::LoginRequired(_))));
+    // b learns it from the store, with the server's reason, and sends no refresh of its own.
+    match b.access_token() {
+        Err(Error::LoginRequired(refusal)) => assert_eq!(refusal.status, 400),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.counters().invalid_grants, 1);
+
+    // A client that may log in again does so, once, for everyone.
+    let c = blocking(true);
+    assert_eq!(c.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.logins, counters.invalid_grants),
+        (2, 1),
+        "{counters:?}"
+    );
+}
+
+#[test]
+fn relogin_never_undoes_a_logout_and_a_wrong_password_is_the_answer() {
+    let fake = fake();
+    let client = BlockingClient::new(transport(&fake), instance())
+        .with_config(config(&fake))
+        .with_relogin(Relogin::new(|| {
+            Some(Credentials::password("alice", "wrong"))
+        }));
+    client
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.change_password("alice", "other-pw");
+    fake.advance(Duration::from_secs(3600));
+    assert!(matches!(
+        client.access_token(),
+        Err(Error::BadCredentials(_))
+    ));
+    // Never loops: one login per call.
+    assert_eq!(fake.counters().logins, 1);
+    let attempts = fake.counters().token_requests;
+    assert!(client.access_token().is_err());
+    assert_eq!(fake.counters().token_requests, attempts + 1);
+
+    let fake = self::fake();
+    let client = BlockingClient::new(transport(&fake), instance())
+        .with_config(config(&fake))
+        .with_relogin(Relogin::new(|| {
+            Some(Credentials::password("alice", "alice-pw"))
+        }));
+    client
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    client.logout().unwrap();
+    assert_eq!(client.access_token().unwrap_err(), Error::LoggedOut);
+    assert_eq!(fake.counters().logins, 1);
+}
