@@ -189,6 +189,12 @@ mod file_store;
 #[cfg(feature = "hyper")]
 #[path = "../transports/hyper_transport.rs"]
 mod hyper_transport;
+#[cfg(any(feature = "file-store", feature = "redis"))]
+#[path = "../transports/lease_holder.rs"]
+mod lease_holder;
+#[cfg(feature = "redis")]
+#[path = "../transports/redis_store.rs"]
+mod redis_store;
 #[cfg(feature = "ureq")]
 #[path = "../transports/ureq_transport.rs"]
 mod ureq_transport;

@@ -15,6 +15,8 @@
 
 #[cfg(feature = "file-store")]
 pub use crate::file_store::FileStore;
+#[cfg(feature = "redis")]
+pub use crate::redis_store::{AsyncRedisStore, RedisStore};
 
 use crate::error::{Error, ErrorCode, ServerError};
 use crate::session::SavedSession;

@@ -2,11 +2,17 @@
 //! loopback: the test binary starts copies of itself as workers. Every wait is bounded.
 #![cfg(all(feature = "ureq", feature = "fake", feature = "file-store"))]
 
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
 use http::StatusCode;
 use peertube_session::blocking::{BlockingClient, Config, Relogin, UreqTransport};
 use peertube_session::fake::Fault;
 use peertube_session::fake::{FakePeerTube, FakeUser};
-use peertube_session::store::FileStore;
+#[cfg(feature = "redis")]
+use peertube_session::store::RedisStore;
+use peertube_session::store::{FileStore, SessionStore};
 use peertube_session::{Credentials, Error, Instance};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -91,7 +97,24 @@ fn worker() {
         return;
     };
     let job = Job::parse(&spec);
-    let mut client = client_with_timeout(&job.base_url, &job.store, job.timeout);
+    let place = job.store.to_string_lossy().into_owned();
+    #[cfg(feature = "redis")]
+    if place.starts_with("redis://") {
+        let instance = Instance::new(&job.base_url).unwrap();
+        let store = RedisStore::open(&place, &instance, "alice").unwrap();
+        let client = BlockingClient::new(UreqTransport::new(), instance)
+            .with_store(store)
+            .with_config(Config::builder().timeout(job.timeout).build());
+        return work(client, &job);
+    }
+    work(
+        client_with_timeout(&job.base_url, &job.store, job.timeout),
+        &job,
+    );
+}
+
+/// The worker's calls, over any store.
+fn work<S: SessionStore + 'static>(mut client: BlockingClient<UreqTransport, S>, job: &Job) {
     if let Some(password) = job.relogin.clone() {
         client = client.with_relogin(Relogin::new(move || {
             Some(Credentials::password("alice", password.as_str()))
@@ -157,29 +180,80 @@ fn wait_all(mut children: Vec<Child>) -> Vec<bool> {
 
 #[test]
 fn processes_sharing_a_file_store_refresh_once_per_expiry() {
-    let fake = FakePeerTube::builder()
-        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
-        .no_rate_limit()
-        .access_token_uses(USES)
-        .build();
-    let server = fake.serve().unwrap();
     let dir = scratch_dir();
     let store = dir.join("session.json");
-
-    let first = client(&server.base_url(), &store);
-    first
-        .login(&Credentials::password("alice", "alice-pw"))
-        .unwrap();
+    shared_by_processes(&store, |base_url| client(base_url, &store).into_dyn());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&store).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the record holds tokens");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn processes_sharing_a_redis_store_refresh_once_per_expiry() {
+    let Some(redis) = redis_server::RedisServer::start(None) else {
+        return;
+    };
+    let url = redis.url();
+    shared_by_processes(Path::new(&url), |base_url| {
+        let instance = Instance::new(base_url).unwrap();
+        let store = RedisStore::open(&url, &instance, "alice").unwrap();
+        BlockingClient::new(UreqTransport::new(), instance)
+            .with_store(store)
+            .with_config(Config::builder().timeout(Duration::from_secs(10)).build())
+            .into_dyn()
+    });
+}
+
+type Login = Box<dyn Fn(&Credentials) -> Result<(), Error>>;
+
+/// A client over some store, for the parts of a test that do not care which.
+struct AnyClient {
+    login: Login,
+    logout: Box<dyn Fn() -> Result<(), Error>>,
+    access_token: Box<dyn Fn() -> Result<(), Error>>,
+    me: Box<dyn Fn() -> Result<StatusCode, Error>>,
+}
+
+trait IntoDyn {
+    fn into_dyn(self) -> AnyClient;
+}
+
+impl<S: SessionStore + 'static> IntoDyn for BlockingClient<UreqTransport, S> {
+    fn into_dyn(self) -> AnyClient {
+        let client = Arc::new(self);
+        let (a, b, c, d) = (client.clone(), client.clone(), client.clone(), client);
+        AnyClient {
+            login: Box::new(move |credentials| a.login(credentials)),
+            logout: Box::new(move || b.logout().map(drop)),
+            access_token: Box::new(move || c.access_token().map(drop)),
+            me: Box::new(move || {
+                let me = http::Request::get("/api/v1/users/me").body(()).unwrap();
+                d.send_authorized(me).map(|answer| answer.status())
+            }),
+        }
+    }
+}
+
+/// 8 processes x 8 threads share one session through the store at `place` (a file or a
+/// `redis://` URL), while access tokens die every [`USES`] calls.
+fn shared_by_processes(place: &Path, client: impl Fn(&str) -> AnyClient) {
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .access_token_uses(USES)
+        .build();
+    let server = fake.serve().unwrap();
+    let first = client(&server.base_url());
+    (first.login)(&Credentials::password("alice", "alice-pw")).unwrap();
 
     let job = Job {
         base_url: server.base_url(),
-        store: store.clone(),
+        store: place.to_path_buf(),
         threads: THREADS,
         calls: CALLS,
         relogin: None,
@@ -187,13 +261,11 @@ fn processes_sharing_a_file_store_refresh_once_per_expiry() {
     };
     let workers = (0..PROCESSES).map(|_| job.spawn()).collect();
     let outcomes = wait_all(workers);
+    let counters = fake.counters();
     assert!(
         outcomes.iter().all(|&ok| ok),
-        "a worker failed: {:?}",
-        fake.counters()
+        "a worker failed: {counters:?}"
     );
-
-    let counters = fake.counters();
     let calls = (PROCESSES * THREADS * CALLS) as u64;
     assert!(
         counters.worn_out_tokens >= calls / (USES + 1),
@@ -206,13 +278,11 @@ fn processes_sharing_a_file_store_refresh_once_per_expiry() {
     assert_eq!(counters.live_sessions, 1, "{counters:?}");
 
     // A logout by one process is seen by every other.
-    first.logout().unwrap();
+    (first.logout)().unwrap();
     assert_eq!(fake.counters().live_sessions, 0);
-    let other = client(&server.base_url(), &store);
-    assert_eq!(other.access_token().unwrap_err(), Error::LoggedOut);
-    let me = http::Request::get("/api/v1/users/me").body(()).unwrap();
-    assert_eq!(other.send_authorized(me).unwrap_err(), Error::LoggedOut);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let other = client(&server.base_url());
+    assert_eq!((other.access_token)().unwrap_err(), Error::LoggedOut);
+    assert_eq!((other.me)().unwrap_err(), Error::LoggedOut);
 }
 
 #[test]

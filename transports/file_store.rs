@@ -1,5 +1,6 @@
 //! The file store: one session shared by the processes of one machine through a file.
 
+use crate::lease_holder::holder_name;
 use crate::store::{Lease, Record, SessionStore, StoreError, Version, may_save};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -270,17 +271,4 @@ fn unavailable(what: &str, error: &io::Error) -> StoreError {
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A name no other taker of a lease has: the process, the time, a counter.
-fn holder_name() -> String {
-    static TAKEN: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{}-{nanos:x}-{}",
-        std::process::id(),
-        TAKEN.fetch_add(1, Ordering::Relaxed)
-    )
 }

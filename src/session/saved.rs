@@ -127,6 +127,7 @@ impl Session {
     }
 }
 
+#[cfg(any(feature = "async-client", feature = "blocking-client"))]
 impl Session {
     /// Takes the client pair and tokens of `saved` (another process's save of this session),
     /// keeping this session's identity and settings. Handles and tickets issued before are
