@@ -23,11 +23,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const WORKER: &str = "PEERTUBE_SESSION_TEST_WORKER";
 const PROCESSES: usize = 8;
 const THREADS: usize = 8;
-const CALLS: usize = 40;
-/// Each access token serves this many calls, then dies (401 `invalid_token`): more than the
-/// 64 calls in the air at once, so a caller retrying with a new token is not starved.
-const USES: u64 = 500;
+const CALLS: usize = 50;
+/// Each access token serves this many calls, then dies (401 `invalid_token`): far more than the
+/// 64 calls in the air at once, so that a caller retrying with a new token is not starved by
+/// the others using it up first (real tokens die by time or rotation, not by use).
+const USES: u64 = 800;
 const BOUND: Duration = Duration::from_secs(120);
+
+/// The tests that start processes run one at a time: dozens of processes at once on a small
+/// machine would starve some of them of the CPU.
+static PROCESSES_AT_ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    PROCESSES_AT_ONCE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn client(base_url: &str, store: &Path) -> BlockingClient<UreqTransport, FileStore> {
     client_with_timeout(base_url, store, Duration::from_secs(10))
@@ -180,6 +191,7 @@ fn wait_all(mut children: Vec<Child>) -> Vec<bool> {
 
 #[test]
 fn processes_sharing_a_file_store_refresh_once_per_expiry() {
+    let _alone = one_at_a_time();
     let dir = scratch_dir();
     let store = dir.join("session.json");
     shared_by_processes(&store, |base_url| client(base_url, &store).into_dyn());
@@ -195,6 +207,7 @@ fn processes_sharing_a_file_store_refresh_once_per_expiry() {
 #[cfg(feature = "redis")]
 #[test]
 fn processes_sharing_a_redis_store_refresh_once_per_expiry() {
+    let _alone = one_at_a_time();
     let Some(redis) = redis_server::RedisServer::start(None) else {
         return;
     };
@@ -287,6 +300,7 @@ fn shared_by_processes(place: &Path, client: impl Fn(&str) -> AnyClient) {
 
 #[test]
 fn a_dead_refresh_token_means_one_login_across_every_process() {
+    let _alone = one_at_a_time();
     let fake = FakePeerTube::builder()
         .user(FakeUser::new("alice", "alice@example.org", "old-pw"))
         .no_rate_limit()
@@ -324,6 +338,7 @@ fn a_dead_refresh_token_means_one_login_across_every_process() {
 
 #[test]
 fn a_lease_holder_killed_mid_refresh_holds_the_others_only_until_its_lease_ends() {
+    let _alone = one_at_a_time();
     let fake = FakePeerTube::builder()
         .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
         .no_rate_limit()
