@@ -402,12 +402,15 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     }
 
     /// Waits for the store's refresh lease, up to the call's deadline.
-    async fn take_lease(&self, deadline: CallDeadline) -> Result<Lease, Error> {
+    /// Waits for the store's refresh lease, up to the call's deadline. While another process
+    /// holds it, watches the store: once that process has saved a pair that is not due, there
+    /// is nothing left to do (`None`) and no lease is needed.
+    async fn take_lease(&self, deadline: CallDeadline) -> Result<Option<Lease>, Error> {
         let ttl = self.config.timeout() + LEASE_SLACK;
         let mut pause = LEASE_FIRST_PAUSE;
         loop {
             if let Some(lease) = self.store.try_lease(ttl).await.map_err(Error::Store)? {
-                return Ok(lease);
+                return Ok(Some(lease));
             }
             let left = deadline.remaining(Instant::now());
             if left.is_zero() {
@@ -415,6 +418,11 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
             crate::driver::sleep(pause.min(left)).await;
             pause = (pause * 2).min(LEASE_LAST_PAUSE);
+            self.sync().await?;
+            let now = self.now();
+            if refresh_needed(&self.session(), now) == Ok(false) {
+                return Ok(None);
+            }
         }
     }
 
@@ -429,8 +437,11 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         if let Some(lease) = abandoned {
             let _ = self.store.release(lease).await;
         }
+        let Some(lease) = self.take_lease(deadline).await? else {
+            return Ok(());
+        };
         let mut held = HeldLease {
-            lease: Some(self.take_lease(deadline).await?),
+            lease: Some(lease),
             abandoned: &self.abandoned,
         };
         let outcome = match &held.lease {
@@ -857,7 +868,7 @@ impl Drop for InFlight<'_> {
 const LEASE_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
 /// The first and the longest pause between two tries to take a lease another process holds.
 const LEASE_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
-const LEASE_LAST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const LEASE_LAST_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// How many times `send_authorized` sends one request at most. A 401 `invalid_token` for the
 /// session's current token leads to one refresh and a retry; a 401 for a token another caller
