@@ -52,10 +52,10 @@ fn worker(base_url: &str, store: &str) -> Result<(), Box<dyn std::error::Error>>
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, mode, base_url, store] = args.as_slice() {
-        if mode == "worker" {
-            return worker(base_url, store);
-        }
+    if let [_, mode, base_url, store] = args.as_slice()
+        && mode == "worker"
+    {
+        return worker(base_url, store);
     }
 
     let fake = FakePeerTube::builder()
