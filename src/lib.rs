@@ -7,7 +7,8 @@
 //! The core is **sans-IO**: it builds [`http::Request`] values and reads [`http::Response`]
 //! values, and keeps the login session as a pure state machine ([`Session`]) that never touches
 //! the network, the clock, the environment or the filesystem. Time comes in as an argument. Send
-//! the requests with any HTTP client you like.
+//! the requests with any HTTP client you like. The drivers built on it (features below) read
+//! the clock for their deadlines and reach the network only through the transport you give them.
 //!
 //! ## States
 //!
@@ -138,8 +139,18 @@
 //!   needed); every future is `Send`.
 //! - `ureq`: `blocking-client` plus `blocking::UreqTransport`.
 //! - `hyper`: `async-client` plus `asynchronous::HyperTransport` (tokio).
+//! - `file-store`: [`store`]`::FileStore`, one session shared by the processes of a machine.
+//! - `redis`: [`store`]`::RedisStore` and `AsyncRedisStore`, one session shared by the
+//!   processes of many machines.
 //! - `fake`: `fake::FakePeerTube`, a model of a PeerTube server's session endpoints for tests,
 //!   in-process or served on a loopback port.
+//!
+//! ## Sharing a session between processes
+//!
+//! The drivers keep their session in a [`store`]: by default a [`store::MemoryStore`] of their
+//! own; given a shared one with `with_store`, processes on one machine (file store) or many
+//! (Redis) refresh one at a time, under the store's lease, and see each other's logins, refreshes
+//! and logouts. The store's decisions are pure functions of [`store`], tested without any store.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
