@@ -9,9 +9,10 @@
 use peertube_session::asynchronous::{AsyncClient, Config};
 use peertube_session::blocking::{BlockingClient, Relogin};
 use peertube_session::fake::{FakePeerTube, FakeUser};
-use peertube_session::store::{MemoryStore, SessionStore};
+use peertube_session::store::{Lease, MemoryStore, Record, SessionStore, StoreError, Version};
 use peertube_session::{Body, Credentials, Error, Instance, TransportError};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 fn fake() -> FakePeerTube {
@@ -161,4 +162,92 @@ fn relogin_never_undoes_a_logout_and_a_wrong_password_is_the_answer() {
     client.logout().unwrap();
     assert_eq!(client.access_token().unwrap_err(), Error::LoggedOut);
     assert_eq!(fake.counters().logins, 1);
+}
+
+/// A memory store whose saves fail on demand, and whose lease can be held by "another process".
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    fail_saves: std::sync::atomic::AtomicBool,
+    lease_taken: std::sync::atomic::AtomicBool,
+}
+
+impl SessionStore for FlakyStore {
+    async fn version(&self) -> Result<Version, StoreError> {
+        self.inner.version().await
+    }
+    async fn load(&self) -> Result<Record, StoreError> {
+        self.inner.load().await
+    }
+    async fn save(
+        &self,
+        expected: Version,
+        record: Record,
+        lease: Option<&Lease>,
+    ) -> Result<Version, StoreError> {
+        if self.fail_saves.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk full".to_owned()));
+        }
+        self.inner.save(expected, record, lease).await
+    }
+    async fn try_lease(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        if self.lease_taken.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.inner.try_lease(ttl).await
+    }
+    async fn release(&self, lease: Lease) -> Result<(), StoreError> {
+        self.inner.release(lease).await
+    }
+}
+
+#[test]
+fn a_store_that_fails_a_save_is_a_typed_error_and_the_new_pair_is_kept() {
+    let fake = fake();
+    let store = Arc::new(FlakyStore::default());
+    let client = BlockingClient::new(transport(&fake), instance())
+        .with_config(config(&fake))
+        .with_store(store.clone());
+    client
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.advance(Duration::from_secs(3600));
+    store.fail_saves.store(true, Ordering::SeqCst);
+    assert_eq!(
+        client.ensure_fresh().unwrap_err(),
+        Error::Store(StoreError::Unavailable("disk full".to_owned()))
+    );
+    store.fail_saves.store(false, Ordering::SeqCst);
+    // The refreshed pair was kept: no second refresh, and the stale stored pair is not taken
+    // back over it.
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(fake.counters().refreshes, 1);
+}
+
+#[test]
+fn a_lease_held_elsewhere_for_the_whole_call_ends_it_with_a_typed_error_in_time() {
+    let fake = fake();
+    let store = Arc::new(FlakyStore::default());
+    let call_timeout = Duration::from_millis(300);
+    let clock = fake.clone();
+    let client = BlockingClient::new(transport(&fake), instance())
+        .with_config(
+            Config::builder()
+                .clock(move || clock.now())
+                .call_timeout(call_timeout)
+                .build(),
+        )
+        .with_store(store.clone());
+    client
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.advance(Duration::from_secs(3600));
+    store.lease_taken.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        client.ensure_fresh().unwrap_err(),
+        Error::Store(StoreError::LeaseBusy)
+    );
+    assert!(started.elapsed() < call_timeout + Duration::from_secs(2));
+    assert_eq!(fake.counters().refreshes, 0);
 }

@@ -11,7 +11,8 @@ use crate::response::{Parser, RevokeResponse, Secrets};
 use crate::secret::AccessToken;
 use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
 use crate::store::{
-    Ending, Lease, MemoryStore, Record, RefreshPlan, SessionStore, Version, is_stale, must_refresh,
+    Ending, Lease, MemoryStore, Record, RefreshPlan, SessionStore, StoreError, Version, is_stale,
+    must_refresh,
 };
 use http::{Request, Response};
 use std::fmt;
@@ -395,7 +396,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     self.set_synced(version);
                     return Ok(());
                 }
-                Err(crate::store::StoreError::Conflict) if tries < 2 => continue,
+                Err(StoreError::Conflict) if tries < 2 => continue,
                 Err(error) => return Err(Error::Store(error)),
             }
         }
@@ -414,7 +415,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
             let left = deadline.remaining(Instant::now());
             if left.is_zero() {
-                return Err(Error::Store(crate::store::StoreError::LeaseBusy));
+                return Err(Error::Store(StoreError::LeaseBusy));
             }
             crate::driver::sleep(pause.min(left)).await;
             pause = (pause * 2).min(LEASE_LAST_PAUSE);
@@ -493,13 +494,16 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                         self.set_ending(ending);
                         self.set_synced(version);
                     }
-                    // The lease ran out and another process saved: its pair wins, ours is
-                    // revoked so that no server session is left behind.
-                    Err(_) if outcome.is_ok() => {
+                    // The lease ran out and another process took it (or a login or logout
+                    // was saved meanwhile): the store's session wins, ours is revoked so that
+                    // no server session is left behind.
+                    Err(StoreError::LeaseLost | StoreError::Conflict) if outcome.is_ok() => {
                         self.revoke_current(deadline).await;
                         self.synced.store(NEVER_SYNCED, Ordering::Release);
                         self.sync().await?;
                     }
+                    // The store failed: keep the new pair here (the store's copy, at `loaded`,
+                    // is not taken back over it) and say so; the others meet the dead old pair.
                     Err(error) => return Err(Error::Store(error)),
                 }
                 outcome
