@@ -402,7 +402,6 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         }
     }
 
-    /// Waits for the store's refresh lease, up to the call's deadline.
     /// Waits for the store's refresh lease, up to the call's deadline. While another process
     /// holds it, watches the store: once that process has saved a pair that is not due, there
     /// is nothing left to do (`None`) and no lease is needed.
@@ -441,18 +440,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         let Some(lease) = self.take_lease(deadline).await? else {
             return Ok(());
         };
-        let mut held = HeldLease {
-            lease: Some(lease),
+        let held = HeldLease {
+            lease: Some(lease.clone()),
             abandoned: &self.abandoned,
         };
-        let outcome = match &held.lease {
-            Some(lease) => self.refresh_holding(lease, deadline).await,
-            None => Ok(()),
-        };
-        if let Some(lease) = held.lease.take() {
-            // A lease not given back (the store failed) expires after its time to live.
-            let _ = self.store.release(lease).await;
-        }
+        let outcome = self.refresh_holding(&lease, deadline).await;
+        held.disarm();
+        // A lease not given back (the store failed) expires after its time to live.
+        let _ = self.store.release(lease).await;
         outcome
     }
 
@@ -842,6 +837,13 @@ impl Relogin {
 struct HeldLease<'a> {
     lease: Option<Lease>,
     abandoned: &'a Mutex<Option<Lease>>,
+}
+
+impl HeldLease<'_> {
+    /// The refresh ended without being cancelled: its caller gives the lease back itself.
+    fn disarm(mut self) {
+        self.lease = None;
+    }
 }
 
 impl Drop for HeldLease<'_> {
