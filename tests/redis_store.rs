@@ -158,3 +158,54 @@ fn a_value_that_is_not_a_record_is_an_error() {
         .unwrap();
     assert!(matches!(run(store.load()), Err(StoreError::Corrupt(_))));
 }
+
+#[cfg(all(feature = "hyper", feature = "fake"))]
+#[test]
+fn two_async_clients_share_one_session_through_redis() {
+    use peertube_session::asynchronous::{AsyncClient, Config, HyperTransport};
+    use peertube_session::fake::{FakePeerTube, FakeUser};
+    use peertube_session::{Credentials, Error};
+
+    let Some(server) = RedisServer::start(None) else {
+        return;
+    };
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .build();
+    let peertube = fake.serve().unwrap();
+    let instance = Instance::new(&peertube.base_url()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = || async {
+            let clock = fake.clone();
+            let store = AsyncRedisStore::open(&server.url(), &instance, "alice")
+                .await
+                .unwrap();
+            AsyncClient::new(HyperTransport::new(), instance.clone())
+                .with_config(Config::builder().clock(move || clock.now()).build())
+                .with_store(store)
+        };
+        let (a, b) = (client().await, client().await);
+        a.login(&Credentials::password("alice", "alice-pw"))
+            .await
+            .unwrap();
+        let me = || http::Request::get("/api/v1/users/me").body(()).unwrap();
+        assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
+        fake.advance(Duration::from_secs(86_400));
+        assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
+        assert_eq!(a.send_authorized(me()).await.unwrap().status(), 200);
+        a.logout().await.unwrap();
+        assert_eq!(b.send_authorized(me()).await.unwrap_err(), Error::LoggedOut);
+    });
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.logins, counters.refreshes),
+        (1, 1),
+        "{counters:?}"
+    );
+    assert_eq!(counters.live_sessions, 0);
+}

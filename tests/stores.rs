@@ -251,3 +251,47 @@ fn a_lease_held_elsewhere_for_the_whole_call_ends_it_with_a_typed_error_in_time(
     assert!(started.elapsed() < call_timeout + Duration::from_secs(2));
     assert_eq!(fake.counters().refreshes, 0);
 }
+
+#[test]
+fn after_a_401_a_client_takes_the_pair_another_saved_and_sends_no_refresh() {
+    let fake = fake();
+    let store = Arc::new(MemoryStore::new());
+    let refresher = Arc::new(
+        BlockingClient::new(transport(&fake), instance())
+            .with_config(config(&fake))
+            .with_store(store.clone()),
+    );
+    refresher
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    // The other client's first call leaves with the current token; on its way the refresher
+    // rotates the pair (as another process would), so it arrives dead: 401 `invalid_token`.
+    let (server, racing, raced) = (
+        fake.clone(),
+        refresher.clone(),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let clock = fake.clone();
+    let hook = raced.clone();
+    let other = BlockingClient::new(
+        move |request: http::Request<Body>| {
+            if request.uri().path() == "/api/v1/users/me" && !hook.swap(true, Ordering::SeqCst) {
+                clock.advance(Duration::from_secs(3600));
+                racing.ensure_fresh().unwrap();
+            }
+            Ok(server.handle(&request))
+        },
+        instance(),
+    )
+    .with_config(config(&fake))
+    .with_store(store);
+    assert_eq!(other.send_authorized(me()).unwrap().status(), 200);
+    assert!(raced.load(Ordering::SeqCst));
+    let counters = fake.counters();
+    // Two calls to /me: the dead token, then the stored new one; one refresh, the refresher's.
+    assert_eq!(
+        (counters.me_requests, counters.refreshes),
+        (2, 1),
+        "{counters:?}"
+    );
+}
