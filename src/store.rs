@@ -489,6 +489,13 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_prints_its_fence_but_not_its_holder() {
+        let printed = format!("{:?}", lease(42, "holder-name"));
+        assert!(printed.starts_with("Lease { fence: 42"), "{printed}");
+        assert!(!printed.contains("holder-name"), "{printed}");
+    }
+
+    #[test]
     fn a_copy_is_stale_until_synced_with_the_current_version() {
         assert!(is_stale(None, Version::EMPTY));
         assert!(is_stale(Some(Version(1)), Version(2)));
