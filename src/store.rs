@@ -573,6 +573,13 @@ mod tests {
         assert_eq!(run(store.load()).unwrap().version, Version(1));
     }
 
+    #[test]
+    fn a_memory_lease_of_unbounded_length_is_held_not_already_over() {
+        let store = MemoryStore::new();
+        assert!(run(store.try_lease(Duration::MAX)).unwrap().is_some());
+        assert_eq!(run(store.try_lease(Duration::from_secs(1))).unwrap(), None);
+    }
+
     /// Two processes, each: take the lease, reload, refresh if due, save, give the lease back
     /// (or crash after any step). Whatever the interleaving, the pair is refreshed once, no
     /// save overwrites a newer record, and the process that comes second uses the stored pair.
