@@ -296,6 +296,22 @@ mod tests {
     }
 
     #[test]
+    fn a_sweep_keeps_the_deadlines_still_awaited() {
+        let soon = Deadline::at(Instant::now() + Duration::from_secs(60));
+        let far = Instant::now() + Duration::from_secs(3600);
+        for _ in 0..(SWEEP_MIN * SWEEP_RATIO * 3) {
+            drop(Deadline::at(far));
+        }
+        let ours = soon.entry.as_ref().expect("a future deadline has an entry");
+        let heap = lock(&shared().expect("helper thread").heap);
+        let kept = heap
+            .due
+            .iter()
+            .any(|Reverse(due)| due.entry.upgrade().is_some_and(|e| Arc::ptr_eq(&e, ours)));
+        assert!(kept, "a sweep dropped a deadline that is still awaited");
+    }
+
+    #[test]
     fn dropped_deadlines_are_swept_not_kept_until_due() {
         let far = Instant::now() + Duration::from_secs(3600);
         for _ in 0..(SWEEP_MIN * SWEEP_RATIO * 3) {
