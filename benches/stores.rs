@@ -13,7 +13,7 @@ mod redis_server;
 use peertube_session::blocking::{BlockingClient, Config, UreqTransport};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::store::{FileStore, MemoryStore, Record, RedisStore, SessionStore, Version};
-use peertube_session::{Credentials, Instance};
+use peertube_session::{Credentials, Instance, Session};
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -28,6 +28,14 @@ fn fake() -> FakePeerTube {
         .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
         .no_rate_limit()
         .build()
+}
+
+/// Nanoseconds since the Unix epoch: the moment processes agree on.
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 /// `threads` callers making their calls at once on `client`; the seconds it took.
@@ -62,35 +70,63 @@ fn client(base_url: &str) -> BlockingClient<UreqTransport> {
 }
 
 /// A worker process: `CALLERS / PROCESSES` callers over the store named on the command line.
-fn worker(base_url: &str, place: &str) {
+/// Sets up, waits for the agreed start (so that starting processes is not timed), makes its
+/// calls, and prints when it was done.
+fn worker(base_url: &str, place: &str, start_at: u128) {
     let instance = Instance::new(base_url).unwrap();
     let threads = CALLERS / PROCESSES;
-    if place.starts_with("redis://") {
+    let wait = || {
+        let now = unix_nanos();
+        if start_at > now {
+            std::thread::sleep(Duration::from_nanos((start_at - now) as u64));
+        }
+    };
+    if let Some(saved) = place.strip_prefix("memory:") {
+        // No shared store: the session restored from its saved form, each process on its own.
+        let saved = std::fs::read(saved).unwrap();
+        let session = Session::restore(serde_json::from_slice(&saved).unwrap()).unwrap();
+        let client = BlockingClient::from_session(UreqTransport::new(), session);
+        wait();
+        hammer(client, threads);
+    } else if place.starts_with("redis://") {
         let store = RedisStore::open(place, &instance, "alice").unwrap();
-        hammer(client(base_url).with_store(store), threads);
+        let client = client(base_url).with_store(store);
+        wait();
+        hammer(client, threads);
     } else {
-        hammer(
-            client(base_url).with_store(FileStore::open(place).unwrap()),
-            threads,
-        );
+        let client = client(base_url).with_store(FileStore::open(place).unwrap());
+        wait();
+        hammer(client, threads);
     }
+    println!("{}", unix_nanos());
 }
 
 /// Calls per second of 4 worker processes sharing the session at `place`.
+/// From the agreed start (500 ms after they are started, time enough to set up) to the last
+/// one's end: starting processes is not what is measured.
 fn across_processes(base_url: &str, place: &str) -> f64 {
-    let started = Instant::now();
+    let start_at = unix_nanos() + 500_000_000;
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["worker", base_url, place])
+                .args(["worker", base_url, place, &start_at.to_string()])
+                .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
+    let mut last_end = 0u128;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        let end: u128 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        last_end = last_end.max(end);
     }
-    (CALLERS * CALLS_PER_CALLER) as f64 / started.elapsed().as_secs_f64()
+    let seconds = (last_end - start_at) as f64 / 1e9;
+    (CALLERS * CALLS_PER_CALLER) as f64 / seconds
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -127,10 +163,10 @@ fn refresh_cost<S: SessionStore>(
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, mode, base_url, place] = args.as_slice()
+    if let [_, mode, base_url, place, start_at] = args.as_slice()
         && mode == "worker"
     {
-        return worker(base_url, place);
+        return worker(base_url, place, start_at.parse().unwrap());
     }
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return; // run by hand only
@@ -143,9 +179,10 @@ fn main() {
     println!(
         "## {CALLERS} callers, {CALLS_PER_CALLER} calls each, tokens not rotating (median of {ROUNDS} rounds)\n"
     );
-    println!("| variant | calls/s | per call vs (a) |");
-    println!("|---|---|---|");
-    let (mut memory, mut file, mut redis_rates) = (Vec::new(), Vec::new(), Vec::new());
+    println!("| variant | calls/s | time per call vs (a) | vs 4 processes without a store |");
+    println!("|---|---|---|---|");
+    let (mut memory, mut unshared, mut file, mut redis_rates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let fake = fake();
         let server = fake.serve().unwrap();
@@ -153,7 +190,13 @@ fn main() {
         let one = client(&base);
         one.login(&Credentials::password("alice", "alice-pw"))
             .unwrap();
+        let saved = dir.join(format!("saved-{round}.json"));
+        std::fs::write(&saved, serde_json::to_vec(&one.save()).unwrap()).unwrap();
         memory.push((CALLERS * CALLS_PER_CALLER) as f64 / hammer(one, CALLERS));
+        unshared.push(across_processes(
+            &base,
+            &format!("memory:{}", saved.display()),
+        ));
 
         let path = dir.join(format!("session-{round}.json"));
         let path = path.to_string_lossy().into_owned();
@@ -173,15 +216,24 @@ fn main() {
         redis_rates.push(across_processes(&base, &url));
     }
     let a = median(memory);
+    let apart = median(unshared);
     for (name, rate) in [
         ("(a) one process, 64 threads, memory store", a),
+        (
+            "4 processes x 16 threads, each its own copy, no store",
+            apart,
+        ),
         ("(b) 4 processes x 16 threads, file store", median(file)),
         (
             "(c) 4 processes x 16 threads, Redis store",
             median(redis_rates),
         ),
     ] {
-        println!("| {name} | {rate:.0} | {:.2} |", a / rate);
+        println!(
+            "| {name} | {rate:.0} | {:.2} | {:.2} |",
+            a / rate,
+            apart / rate
+        );
     }
 
     println!("\n## Checking that a copy is current (`version()`, one call's added cost)\n");

@@ -67,6 +67,10 @@ pub struct AsyncClient<T, S = MemoryStore> {
     /// Refreshes this client has sent, so that a call can tell a token it refreshed from one
     /// another process did.
     refreshes_sent: AtomicU64,
+    /// When the store was last read (nanoseconds since `epoch`), so that a busy client reads
+    /// it at most once per [`STORE_CHECK_INTERVAL`].
+    store_checked: AtomicU64,
+    epoch: Instant,
     /// Where new credentials come from when the refresh token is dead, if anywhere.
     relogin: Option<Relogin>,
     session: Mutex<Session>,
@@ -111,6 +115,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
             ending: Mutex::new(None),
             abandoned: Mutex::new(None),
             refreshes_sent: AtomicU64::new(0),
+            store_checked: AtomicU64::new(0),
+            epoch: Instant::now(),
             relogin: None,
             session: Mutex::new(session),
             flights: Flights::default(),
@@ -129,6 +135,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
             ending: Mutex::new(None),
             abandoned: Mutex::new(None),
             refreshes_sent: AtomicU64::new(0),
+            store_checked: AtomicU64::new(0),
+            epoch: Instant::now(),
             relogin: self.relogin,
             session: self.session,
             flights: self.flights,
@@ -148,6 +156,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             ending,
             abandoned,
             refreshes_sent,
+            store_checked,
+            epoch,
             relogin,
             session,
             flights,
@@ -165,6 +175,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             ending,
             abandoned,
             refreshes_sent,
+            store_checked,
+            epoch,
             relogin,
             session: Mutex::new(session),
             flights,
@@ -353,8 +365,22 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     }
 
     /// Brings the session up to the store's version: a cheap version read when nothing
-    /// changed.
-    async fn sync(&self) -> Result<(), Error> {
+    /// changed. Unless `always`, the store is read at most once per [`STORE_CHECK_INTERVAL`]:
+    /// a change it misses meanwhile (another process refreshed or logged out) shows as a 401
+    /// for the old token, and the refresh that follows reloads under the lease.
+    async fn sync(&self, always: bool) -> Result<(), Error> {
+        let now = self
+            .epoch
+            .elapsed()
+            .as_nanos()
+            .try_into()
+            .unwrap_or(u64::MAX);
+        let checked = self.store_checked.load(Ordering::Relaxed);
+        let interval = u64::try_from(STORE_CHECK_INTERVAL.as_nanos()).unwrap_or(u64::MAX);
+        if !always && self.synced().is_some() && now.saturating_sub(checked) < interval {
+            return Ok(());
+        }
+        self.store_checked.store(now, Ordering::Relaxed);
         let current = self.store.version().await.map_err(Error::Store)?;
         if !is_stale(self.synced(), current) {
             return Ok(());
@@ -418,7 +444,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
             crate::driver::sleep(pause.min(left)).await;
             pause = (pause * 2).min(LEASE_LAST_PAUSE);
-            self.sync().await?;
+            self.sync(true).await?;
             let now = self.now();
             if refresh_needed(&self.session(), now) == Ok(false) {
                 return Ok(None);
@@ -495,7 +521,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     Err(StoreError::LeaseLost | StoreError::Conflict) if outcome.is_ok() => {
                         self.revoke_current(deadline).await;
                         self.synced.store(NEVER_SYNCED, Ordering::Release);
-                        self.sync().await?;
+                        self.sync(true).await?;
                     }
                     // The store failed: keep the new pair here (the store's copy, at `loaded`,
                     // is not taken back over it) and say so; the others meet the dead old pair.
@@ -572,7 +598,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     }
 
     pub(crate) async fn ensure_fresh_within(&self, deadline: CallDeadline) -> Result<(), Error> {
-        self.sync().await?;
+        // The store's interval applies only while the local token looks good: a 401 for it
+        // then tells of a change. A session that cannot be used here reads the store at once.
+        let usable = {
+            let now = self.now();
+            let session = self.session();
+            session.state() == State::LoggedIn && !session.refresh_due(now)
+        };
+        self.sync(!usable).await?;
         // Each turn either ends, or follows a flight that ended without an outcome (its leader
         // was cancelled, or its answer was made stale by a login or logout); the deadline
         // bounds the turns.
@@ -611,6 +644,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         &self,
         deadline: CallDeadline,
     ) -> Result<AccessToken, Error> {
+        // A token handed out is used where no 401 comes back here: read the store first.
+        self.sync(true).await?;
         self.ensure_fresh_within(deadline).await?;
         self.session()
             .access_token()
@@ -869,6 +904,11 @@ impl Drop for InFlight<'_> {
         }
     }
 }
+
+/// How often a client reads its store at most to see whether another process changed the
+/// session. Between two reads, a change shows as a 401 for the old token, and the refresh
+/// that follows reloads under the lease, so this bounds a cost, never correctness.
+const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A refresh lease lives for the exchange's timeout plus this, to cover the reload and the save.
 const LEASE_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
