@@ -149,40 +149,13 @@ impl<T: AsyncTransport> AsyncClient<T> {
 impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Configures the client (see [`Config`]): its session takes the body cap and the refresh
     /// margin, every request the timeout, the body cap and the `User-Agent`.
-    pub fn with_config(self, config: Config) -> Self {
-        let AsyncClient {
-            transport,
-            store,
-            synced,
-            ending,
-            abandoned,
-            refreshes_sent,
-            store_checked,
-            epoch,
-            relogin,
-            session,
-            flights,
-            config: _,
-        } = self;
-        let session = session
-            .into_inner()
+    pub fn with_config(mut self, config: Config) -> Self {
+        self.session
+            .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .with_body_limit(config.body_limit())
-            .with_refresh_margin(config.refresh_margin());
-        AsyncClient {
-            transport,
-            store,
-            synced,
-            ending,
-            abandoned,
-            refreshes_sent,
-            store_checked,
-            epoch,
-            relogin,
-            session: Mutex::new(session),
-            flights,
-            config,
-        }
+            .set_limits(config.body_limit(), config.refresh_margin());
+        self.config = config;
+        self
     }
 
     /// The store the session is shared through.

@@ -197,6 +197,13 @@ impl Session {
         self
     }
 
+    /// Both settings at once, in place (for a driver's configuration).
+    #[cfg(any(feature = "async-client", feature = "blocking-client"))]
+    pub(crate) fn set_limits(&mut self, body_limit: usize, refresh_margin: Duration) {
+        self.parser = self.parser.with_body_limit(body_limit);
+        self.refresh_margin = refresh_margin;
+    }
+
     // ----- getters -----
 
     /// The current state.
