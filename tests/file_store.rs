@@ -6,17 +6,32 @@ use peertube_session::{Instance, Session};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn scratch(name: &str) -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "peertube-session-store-{}-{name}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("session.json")
+/// A directory of its own for one test, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "peertube-session-store-{}-{name}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.0.join("session.json")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn record() -> Record {
@@ -32,7 +47,8 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
 
 #[test]
 fn a_new_store_is_empty_and_saves_compare_and_set() {
-    let path = scratch("cas");
+    let scratch = Scratch::new("cas");
+    let path = scratch.file();
     let store = FileStore::open(&path).unwrap();
     assert_eq!(run(store.version()), Ok(Version::EMPTY));
     assert_eq!(run(store.load()).unwrap(), Record::empty());
@@ -82,7 +98,8 @@ fn a_file_that_is_not_a_record_is_an_error_never_a_fresh_start() {
         ("text", &b"hello"[..]),
         ("huge", &vec![b' '; 2 << 20][..]),
     ] {
-        let path = scratch(name);
+        let scratch = Scratch::new(name);
+        let path = scratch.file();
         std::fs::write(&path, content).unwrap();
         let store = FileStore::open(&path).unwrap();
         let loaded = run(store.load());
@@ -102,7 +119,9 @@ fn a_file_that_is_not_a_record_is_an_error_never_a_fresh_start() {
 
 #[test]
 fn a_directory_that_does_not_exist_is_refused_at_once() {
-    let path = scratch("missing")
+    let scratch = Scratch::new("missing");
+    let path = scratch
+        .file()
         .with_file_name("no-such-dir")
         .join("session.json");
     assert!(matches!(
@@ -113,7 +132,8 @@ fn a_directory_that_does_not_exist_is_refused_at_once() {
 
 #[test]
 fn the_lease_is_exclusive_times_out_and_fences_a_late_save() {
-    let path = scratch("lease");
+    let scratch = Scratch::new("lease");
+    let path = scratch.file();
     let store = FileStore::open(&path).unwrap();
     let other = FileStore::open(&path).unwrap();
     let long = Duration::from_secs(60);
@@ -148,7 +168,8 @@ fn the_lease_is_exclusive_times_out_and_fences_a_late_save() {
 
 #[test]
 fn readers_never_see_a_torn_record_while_it_is_replaced() {
-    let path = scratch("torn");
+    let scratch = Scratch::new("torn");
+    let path = scratch.file();
     let store = FileStore::open(&path).unwrap();
     run(store.save(Version::EMPTY, record(), None)).unwrap();
     let writer = {
