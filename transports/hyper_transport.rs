@@ -2,7 +2,7 @@
 //! status, no redirects (hyper follows none), a timeout and a body cap.
 
 use crate::asynchronous::AsyncTransport;
-use crate::driver::{CallDeadline, ExchangeLimits, at_most};
+use crate::driver::{ExchangeLimits, at_most};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
 use bytes::Bytes;
@@ -31,7 +31,7 @@ pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// It needs a tokio runtime to spawn its connections on (the `rt` part: a runtime built
 /// without `enable_time` is fine). Each exchange keeps to the timeout and the body cap the
 /// client's [`Config`](crate::asynchronous::Config) gives it ([`ExchangeLimits`]), the timeout
-/// shortened to the call's [`CallDeadline`] when that leaves less; its timer is
+/// shortened to the call's [`CallDeadline`](crate::asynchronous::CallDeadline) when that leaves less; its timer is
 /// runtime-agnostic.
 #[derive(Debug, Clone)]
 pub struct HyperTransport<C> {
@@ -78,15 +78,8 @@ where
         &self,
         request: Request<Body>,
     ) -> impl Future<Output = Result<Response<Vec<u8>>, TransportError>> + Send {
-        let limits = request
-            .extensions()
-            .get::<ExchangeLimits>()
-            .copied()
-            .unwrap_or_default();
-        let timeout = match request.extensions().get::<CallDeadline>() {
-            Some(deadline) => limits.timeout().min(deadline.remaining(Instant::now())),
-            None => limits.timeout(),
-        };
+        let limits = ExchangeLimits::of(&request, Instant::now());
+        let timeout = limits.timeout();
         let request = request.map(|body| Full::new(Bytes::from(body.into_vec())));
         let exchange = async move {
             let client = self

@@ -2,7 +2,7 @@
 //! per-exchange timeout split across ureq's phases, and a body cap.
 
 use crate::blocking::Transport;
-use crate::driver::{CallDeadline, ExchangeLimits};
+use crate::driver::ExchangeLimits;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
 use http::{Request, Response};
@@ -75,7 +75,7 @@ macro_rules! phase_timeouts {
 /// one ends: resolve the host name 5 %, connect (with TLS) 15 %, send the head 5 %, send the
 /// body 5 %, receive the answer's head 55 %, receive its body 15 %. Their sum is the timeout, so
 /// an exchange never takes longer; a phase cannot borrow what an earlier one left unused. When
-/// the call's [`CallDeadline`] leaves less than the timeout, what is left is split the same way.
+/// the call's [`CallDeadline`](crate::blocking::CallDeadline) leaves less than the timeout, what is left is split the same way.
 ///
 /// Why not ureq's `timeout_global`: with any bound on the lookup, ureq resolves the host on a
 /// new thread for every request, even one that reuses a pooled connection, which cost about
@@ -140,15 +140,8 @@ impl UreqTransport {
 
 impl Transport for UreqTransport {
     fn send(&self, request: Request<Body>) -> Result<Response<Vec<u8>>, TransportError> {
-        let limits = request
-            .extensions()
-            .get::<ExchangeLimits>()
-            .copied()
-            .unwrap_or_default();
-        let timeout = match request.extensions().get::<CallDeadline>() {
-            Some(deadline) => limits.timeout().min(deadline.remaining(Instant::now())),
-            None => limits.timeout(),
-        };
+        let limits = ExchangeLimits::of(&request, Instant::now());
+        let timeout = limits.timeout();
         if timeout.is_zero() {
             return Err(TransportError::of_kind(TransportErrorKind::Timeout));
         }

@@ -7,7 +7,7 @@ use crate::session::DEFAULT_REFRESH_MARGIN;
 use http::HeaderValue;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The `User-Agent` the drivers send unless configured otherwise: this crate and its version.
 pub const DEFAULT_USER_AGENT: &str =
@@ -171,18 +171,7 @@ impl ConfigBuilder {
 /// What one exchange must keep to: the drivers put it in the extensions of every request they
 /// hand to a transport, next to the call's [`CallDeadline`](super::CallDeadline). This crate's
 /// transports obey it (and use the defaults for a request without it); a transport of yours
-/// should too.
-///
-/// ```
-/// # #[cfg(feature = "blocking-client")] {
-/// use peertube_session::blocking::ExchangeLimits;
-///
-/// fn body_cap<B>(request: &http::Request<B>) -> usize {
-///     request.extensions().get::<ExchangeLimits>().copied().unwrap_or_default().body_limit()
-/// }
-/// assert_eq!(body_cap(&http::Request::new(())), 64 * 1024);
-/// # }
-/// ```
+/// should too, reading it with [`ExchangeLimits::of`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExchangeLimits {
     timeout: Duration,
@@ -205,6 +194,39 @@ impl ExchangeLimits {
         ExchangeLimits {
             timeout,
             body_limit,
+        }
+    }
+
+    /// What `request` asks of its exchange: its limits (the defaults for a request without
+    /// them), the timeout shortened to what its call's [`CallDeadline`](super::CallDeadline)
+    /// leaves at `now`. What every transport needs, in one place:
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking-client")] {
+    /// use peertube_session::blocking::{CallDeadline, ExchangeLimits};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let now = Instant::now();
+    /// let mut request = http::Request::new(());
+    /// assert_eq!(ExchangeLimits::of(&request, now), ExchangeLimits::default());
+    /// request.extensions_mut().insert(ExchangeLimits::new(Duration::from_secs(30), 1024));
+    /// request.extensions_mut().insert(CallDeadline::after(now, Duration::from_secs(5)));
+    /// let limits = ExchangeLimits::of(&request, now);
+    /// assert_eq!((limits.timeout(), limits.body_limit()), (Duration::from_secs(5), 1024));
+    /// # }
+    /// ```
+    pub fn of<B>(request: &http::Request<B>, now: Instant) -> ExchangeLimits {
+        let limits = request
+            .extensions()
+            .get::<ExchangeLimits>()
+            .copied()
+            .unwrap_or_default();
+        match request.extensions().get::<super::CallDeadline>() {
+            Some(deadline) => ExchangeLimits {
+                timeout: limits.timeout.min(deadline.remaining(now)),
+                ..limits
+            },
+            None => limits,
         }
     }
 

@@ -27,23 +27,8 @@ pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// The moment the high-level call that sent a request must be over. The drivers put it in the
 /// extensions of every request they hand to a transport; this crate's transports shorten their
-/// own timeout to it, and a transport of yours should too:
-///
-/// ```
-/// # #[cfg(feature = "blocking-client")] {
-/// use peertube_session::blocking::CallDeadline;
-/// use std::time::{Duration, Instant};
-///
-/// fn timeout_for<B>(request: &http::Request<B>, own: Duration) -> Duration {
-///     match request.extensions().get::<CallDeadline>() {
-///         Some(deadline) => own.min(deadline.remaining(Instant::now())),
-///         None => own,
-///     }
-/// }
-/// let request = http::Request::new(());
-/// assert_eq!(timeout_for(&request, Duration::from_secs(30)), Duration::from_secs(30));
-/// # }
-/// ```
+/// own timeout to it, and a transport of yours should too: [`ExchangeLimits::of`] reads both
+/// from a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallDeadline(Instant);
 
