@@ -22,7 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use crate::driver::client::Relogin;
+pub use crate::driver::client::{OtherSessionsEnded, Relogin, SessionRevoked};
 pub use crate::driver::{
     CallDeadline, Clock, Config, ConfigBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT, DeadlineElapsed, ExchangeLimits,
@@ -35,6 +35,7 @@ pub use ::ureq;
 pub use crate::ureq_transport::UreqTransport;
 
 use crate::Instance;
+use crate::api::{Endpoint, Me, TokenSession};
 use crate::driver::client::{AsyncClient, AsyncTransport};
 use crate::driver::deadline_elapsed;
 use crate::error::{Error, TransportError};
@@ -279,6 +280,70 @@ impl<T: Transport, S: SessionStore> BlockingClient<T, S> {
     pub fn logout(&self) -> Result<RevokeResponse, Error> {
         let deadline = self.driver.deadline();
         block_on(deadline, self.driver.logout_within(deadline))
+    }
+
+    /// Calls any [`Endpoint`] as an authorized request (refreshing and retrying like
+    /// [`send_authorized`](Self::send_authorized)) and reads its answer, errors typed as
+    /// [`crate::api`] describes. The answer's body cap is the larger of the configured one and
+    /// the endpoint's [`BODY_LIMIT`](Endpoint::BODY_LIMIT).
+    pub fn call<E: Endpoint>(&self, endpoint: &E) -> Result<E::Output, Error> {
+        let deadline = self.driver.deadline();
+        block_on(deadline, self.driver.call_within(endpoint, deadline))
+    }
+
+    /// `GET /api/v1/users/me`: the logged-in user's id, username and role.
+    pub fn me(&self) -> Result<Me, Error> {
+        let deadline = self.driver.deadline();
+        block_on(deadline, self.driver.me_within(deadline))
+    }
+
+    /// Every login session of the logged-in account (PeerTube 7.3 and later; an older server
+    /// is [`Error::NotSupported`]), oldest first; the one marked
+    /// [`current_session`](TokenSession::current_session) is this client's. One call: its
+    /// deadline covers the lookup of the user and every page.
+    ///
+    /// ```no_run
+    /// # use peertube_session::blocking::{BlockingClient, UreqTransport};
+    /// # use peertube_session::Instance;
+    /// # let client = BlockingClient::new(UreqTransport::new(), Instance::new("https://video.example.org")?);
+    /// for session in client.sessions()? {
+    ///     let here = if session.current_session { " (this program)" } else { "" };
+    ///     let device = session.login_device.as_deref().unwrap_or("unknown device");
+    ///     println!("{} {device} since {:?}{here}", session.id, session.login_date);
+    /// }
+    /// # Ok::<(), peertube_session::Error>(())
+    /// ```
+    pub fn sessions(&self) -> Result<Vec<TokenSession>, Error> {
+        let deadline = self.driver.deadline();
+        block_on(deadline, self.driver.sessions_within(deadline))
+    }
+
+    /// Ends one login session of the logged-in account. Ending this client's own session is a
+    /// logout: the client (and every process sharing its store) ends up as after
+    /// [`logout`](Self::logout). An unknown or already ended session is [`Error::NotFound`].
+    pub fn revoke_session(&self, session_id: u64) -> Result<SessionRevoked, Error> {
+        let deadline = self.driver.deadline();
+        block_on(
+            deadline,
+            self.driver.revoke_session_within(session_id, deadline),
+        )
+    }
+
+    /// Ends every login session of the account but this client's own, and says which it ended.
+    /// Sessions that refresh meanwhile (and so change id) are caught by listing again, up to
+    /// three rounds.
+    ///
+    /// PeerTube lists (and lets one revoke) only sessions whose access token is still valid
+    /// (`listSessionsOf` and `loadSessionOf` in its `oauth-token.ts`): a session left unused
+    /// for longer than the access token's lifetime (1 day by default) is out of reach until its
+    /// holder refreshes it, though its refresh token lives on (2 weeks by default). This call
+    /// cannot end those; run it again later, or have an administrator reset the password.
+    pub fn log_out_other_sessions(&self) -> Result<OtherSessionsEnded, Error> {
+        let deadline = self.driver.deadline();
+        block_on(
+            deadline,
+            self.driver.log_out_other_sessions_within(deadline),
+        )
     }
 }
 

@@ -56,6 +56,19 @@ pub enum Error {
         "the instance refuses its OAuth client to this host: use the instance's canonical address as base URL ({0})"
     )]
     ClientForbiddenForHost(Box<ServerError>),
+    /// The instance does not have the route called (400 with an empty body, PeerTube's answer
+    /// for any API route it does not know): its PeerTube is older than the endpoint. Token
+    /// sessions ([`crate::api`]) need PeerTube 7.3 or later.
+    #[error("the instance does not offer this API: its PeerTube is too old for it ({0})")]
+    NotSupported(Box<ServerError>),
+    /// 404 from an API call ([`crate::api`]): the user, or the token session, does not exist
+    /// (a token session that ended, expired, or belongs to another user is not found either).
+    #[error("not found ({0})")]
+    NotFound(Box<ServerError>),
+    /// 403 from an API call ([`crate::api`]): the account may not do this (another user's
+    /// token sessions need the right to manage users).
+    #[error("not allowed for this account ({0})")]
+    Forbidden(Box<ServerError>),
     /// Any other error answer from the server; match on [`ServerError::code`].
     #[error("the instance answered with an error: {0}")]
     Server(Box<ServerError>),
@@ -144,6 +157,9 @@ macro_rules! server_error_of {
             | Error::InvalidToken($found)
             | Error::RateLimited($found)
             | Error::ClientForbiddenForHost($found)
+            | Error::NotSupported($found)
+            | Error::NotFound($found)
+            | Error::Forbidden($found)
             | Error::Server($found) => Some($some),
             _ => None,
         }

@@ -163,6 +163,7 @@
 #[doc(hidden)]
 pub struct ReadmeDoctests;
 
+pub mod api;
 pub mod error;
 pub mod instance;
 pub mod request;

@@ -315,6 +315,32 @@ fn token_request(instance: &Instance, body: Body) -> Request<Body> {
     request
 }
 
+/// A request with no body and no token for an API route of the instance (`/api/v1/...`, query
+/// included), as the endpoints of [`crate::api`] build them.
+pub(crate) fn api_request(
+    method: Method,
+    instance: &Instance,
+    path_and_query: &str,
+) -> Result<Request<Body>, Error> {
+    let mut request = Request::new(Body::default());
+    *request.method_mut() = method;
+    *request.uri_mut() = instance.uri(path_and_query)?;
+    request
+        .headers_mut()
+        .insert(ACCEPT, HeaderValue::from_static(JSON));
+    Ok(request)
+}
+
+/// Puts `Authorization: Bearer <access token>` (marked sensitive) on a request, for callers
+/// that keep their tokens without a [`Session`](crate::Session) ([`Session::authorize`](crate::Session::authorize)
+/// does this and more: it checks the request is the instance's and the token has not expired).
+/// Only ever put it on requests for the instance that issued the token.
+pub fn put_bearer<B>(request: &mut Request<B>, access_token: &AccessToken) -> Result<(), Error> {
+    let value = bearer_header_value(access_token)?;
+    request.headers_mut().insert(AUTHORIZATION, value);
+    Ok(())
+}
+
 fn request(method: Method, instance: &Instance, path: &'static str, body: Body) -> Request<Body> {
     let mut request = Request::new(body);
     *request.method_mut() = method;

@@ -15,6 +15,7 @@ const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 fn fake() -> FakePeerTube {
     FakePeerTube::builder()
         .client("cid", "csecret")
+        .version(ServerVersion::PeerTube6)
         .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
         .user(FakeUser::new("bob", "bob@example.org", "bob-pw").with_totp(TOTP_SECRET))
         .user(FakeUser::new("carol", "carol@example.org", "carol-pw").blocked())

@@ -2,13 +2,15 @@
 //! an [`AsyncTransport`], with single-flight refresh and one deadline per call. It needs no
 //! runtime: the only waiting it does is for another caller's refresh.
 
+mod account;
 mod sharing;
 
+pub use account::{OtherSessionsEnded, SessionRevoked};
 pub use sharing::Relogin;
 
 use crate::Instance;
 use crate::driver::flight::{Flights, Role};
-use crate::driver::{CallDeadline, Config, deadline_elapsed};
+use crate::driver::{CallDeadline, Config, ExchangeLimits, deadline_elapsed};
 use crate::error::{Error, Operation, TransportError};
 use crate::request::{self, Body, Credentials};
 use crate::response::{Parser, RevokeResponse, Secrets};
@@ -218,6 +220,17 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// timeout and body cap) and the configured `User-Agent` unless it has its own, or refuses
     /// to send a request whose call is already out of time.
     fn stamp<B>(&self, request: &mut Request<B>, deadline: CallDeadline) -> Result<(), Error> {
+        self.stamp_capped(request, deadline, self.config.body_limit())
+    }
+
+    /// [`stamp`](Self::stamp) with a body cap of its own, for an answer that may be larger
+    /// than the session endpoints' (see [`crate::api::Endpoint::BODY_LIMIT`]).
+    fn stamp_capped<B>(
+        &self,
+        request: &mut Request<B>,
+        deadline: CallDeadline,
+        body_limit: usize,
+    ) -> Result<(), Error> {
         if deadline.has_passed(Instant::now()) {
             return Err(deadline_elapsed());
         }
@@ -227,7 +240,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             .or_insert_with(|| self.config.user_agent().clone());
         let extensions = request.extensions_mut();
         extensions.insert(deadline);
-        extensions.insert(self.config.exchange_limits());
+        extensions.insert(ExchangeLimits::new(self.config.timeout(), body_limit));
         Ok(())
     }
 
@@ -375,29 +388,45 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         request: Request<Body>,
         deadline: CallDeadline,
     ) -> Result<Response<Vec<u8>>, Error> {
+        let body_limit = self.config.body_limit();
+        let sent = self.send_authorized_capped(request, deadline, body_limit);
+        sent.await.map(|sent| sent.response)
+    }
+
+    /// Sends an authorized request, refreshing and retrying as `send_authorized` does, with
+    /// `body_limit` as the cap on its answer; says which token the answer is for.
+    pub(crate) async fn send_authorized_capped(
+        &self,
+        request: Request<Body>,
+        deadline: CallDeadline,
+        body_limit: usize,
+    ) -> Result<Sent, Error> {
         let request = self.resolved(request)?;
         // How many refreshes this client had sent when our token last died.
         let mut died_at: Option<u64> = None;
         let mut sends = 0;
         loop {
             sends += 1;
-            let (ticket, response) = self.send_with_token(request.clone(), deadline).await?;
+            let sent = self
+                .send_with_token(request.clone(), deadline, body_limit)
+                .await?;
+            let (ticket, response) = (&sent.ticket, &sent.response);
             // `Some(whether the dead token was still ours)` when the token on it was dead.
             let dead = {
                 let mut session = self.session();
                 session
-                    .observe(&ticket, &response)
-                    .then(|| session.is_current(&ticket))
+                    .observe(ticket, response)
+                    .then(|| session.is_current(ticket))
             };
-            let sent = self.refreshes_sent.load(Ordering::Acquire);
+            let refreshed = self.refreshes_sent.load(Ordering::Acquire);
             match dead {
-                None => return Ok(response),
-                Some(_) if sends == MAX_SENDS => return Ok(response),
+                None => return Ok(sent),
+                Some(_) if sends == MAX_SENDS => return Ok(sent),
                 // Our own token died again after a refresh of ours replaced it: give the
                 // answer back (one refresh per call). A token another process refreshed and
                 // this one took from the store does not count: it may simply have been used up.
-                Some(true) if died_at.is_some_and(|before| sent > before) => return Ok(response),
-                Some(true) => died_at = Some(sent),
+                Some(true) if died_at.is_some_and(|before| refreshed > before) => return Ok(sent),
+                Some(true) => died_at = Some(refreshed),
                 Some(false) => {}
             }
         }
@@ -421,25 +450,35 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         &self,
         mut request: Request<Body>,
         deadline: CallDeadline,
-    ) -> Result<(Authorized, Response<Vec<u8>>), Error> {
+        body_limit: usize,
+    ) -> Result<Sent, Error> {
         let mut tries = 0;
-        let ticket = loop {
+        let (ticket, token) = loop {
             tries += 1;
             self.ensure_fresh_within(deadline).await?;
             let now = self.now();
-            let authorized = self.session().authorize(&mut request, now);
+            let authorized = {
+                let session = self.session();
+                session
+                    .authorize(&mut request, now)
+                    .map(|ticket| (ticket, session.access_token().cloned()))
+            };
             match authorized {
                 Err(Error::AccessTokenExpired) if tries < MAX_AUTHORIZE_TRIES => continue,
                 other => break other?,
             }
         };
-        self.stamp(&mut request, deadline)?;
+        self.stamp_capped(&mut request, deadline, body_limit)?;
         let response = self
             .transport
             .send(request)
             .await
             .map_err(Error::Transport)?;
-        Ok((ticket, response))
+        Ok(Sent {
+            ticket,
+            token,
+            response,
+        })
     }
 
     pub(crate) async fn logout_within(
@@ -566,6 +605,14 @@ impl Drop for InFlight<'_> {
             lock(self.session).abandon(pending);
         }
     }
+}
+
+/// An authorized request's answer, and the token it carried.
+pub(crate) struct Sent {
+    pub(crate) ticket: Authorized,
+    /// The access token on the request, to clean out of the answer's text.
+    pub(crate) token: Option<AccessToken>,
+    pub(crate) response: Response<Vec<u8>>,
 }
 
 /// How many times `send_authorized` sends one request at most. A 401 `invalid_token` for the

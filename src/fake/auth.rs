@@ -39,22 +39,10 @@ impl Model {
 
     pub(crate) fn me<B: AsRef<[u8]>>(&mut self, request: &Request<B>) -> Reply {
         self.counters.me_requests += 1;
-        let access = match self.authenticate(request) {
+        let access = match self.authenticate_call(request) {
             Ok(access) => access,
-            Err(failure) => return self.token_invalid(failure, Docs::None),
+            Err(refusal) => return refusal,
         };
-        if let Some(limit) = self.config.access_token_uses
-            && let Some(session) = self.sessions.get_mut(&access)
-        {
-            if session.uses >= limit {
-                if session.uses == limit {
-                    session.uses += 1;
-                    self.counters.worn_out_tokens += 1;
-                }
-                return self.token_invalid(INVALID_TOKEN, Docs::None);
-            }
-            session.uses += 1;
-        }
         let user = self.sessions.get(&access).map(|s| s.user);
         match user.and_then(|index| Some((index, self.user(index)?))) {
             Some((index, user)) => reply::json(
@@ -63,10 +51,41 @@ impl Model {
                     "id": index + 1,
                     "username": user.username,
                     "email": user.email,
+                    "role": { "id": user.role.id(), "label": user.role.label() },
+                    "blocked": false,
                 }),
             ),
             None => self.token_invalid(INVALID_TOKEN, Docs::None),
         }
+    }
+
+    /// `authenticate` for an API call, noting it as the session's last activity and counting it
+    /// against the token's allowance (`FakeBuilder::access_token_uses`): the access token, or
+    /// the answer refusing it.
+    pub(crate) fn authenticate_call<B: AsRef<[u8]>>(
+        &mut self,
+        request: &Request<B>,
+    ) -> Result<String, Reply> {
+        let access = self
+            .authenticate(request)
+            .map_err(|failure| self.token_invalid(failure, Docs::None))?;
+        let seen = self.seen(request);
+        if let Some(session) = self.sessions.get_mut(&access) {
+            session.last_activity = seen;
+        }
+        if let Some(limit) = self.config.access_token_uses
+            && let Some(session) = self.sessions.get_mut(&access)
+        {
+            if session.uses >= limit {
+                if session.uses == limit {
+                    session.uses += 1;
+                    self.counters.worn_out_tokens += 1;
+                }
+                return Err(self.token_invalid(INVALID_TOKEN, Docs::None));
+            }
+            session.uses += 1;
+        }
+        Ok(access)
     }
 
     /// The access token of a request, or the error oauth2-server's `authenticate` raises.

@@ -6,12 +6,53 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ServerVersion {
     /// PeerTube 6.x, as recorded from a real 6.3 server: problem+json bodies carry the legacy
-    /// `error` member (a copy of `detail`), and e-mail addresses are matched case-sensitively
-    /// at login.
-    #[default]
+    /// `error` member (a copy of `detail`), e-mail addresses are matched case-sensitively at
+    /// login, and there are no token-session routes (they answer like any unknown API route).
     PeerTube6,
-    /// PeerTube 8.x: no `error` member; e-mail addresses matched case-insensitively.
+    /// PeerTube 8.x, as recorded from a real 8.0.1 server: no `error` member, e-mail addresses
+    /// matched case-insensitively, token sessions listed and revoked.
+    #[default]
     PeerTube8,
+}
+
+/// A user's role on the fake instance: who may manage whose token sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FakeRole {
+    /// Manages every user.
+    Administrator,
+    /// Manages users whose role is `User`.
+    Moderator,
+    /// Manages only itself.
+    #[default]
+    User,
+}
+
+impl FakeRole {
+    pub(crate) fn id(self) -> u8 {
+        match self {
+            FakeRole::Administrator => 0,
+            FakeRole::Moderator => 1,
+            FakeRole::User => 2,
+        }
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FakeRole::Administrator => "Administrator",
+            FakeRole::Moderator => "Moderator",
+            FakeRole::User => "User",
+        }
+    }
+
+    /// PeerTube's `checkCanManageAccount` (the right to manage users) and `checkCanModerate`
+    /// (a moderator manages plain users only).
+    pub(crate) fn can_manage(self, other: FakeRole) -> bool {
+        match self {
+            FakeRole::Administrator => true,
+            FakeRole::Moderator => other == FakeRole::User,
+            FakeRole::User => false,
+        }
+    }
 }
 
 /// A registration that has not become an account yet.
@@ -33,6 +74,7 @@ pub struct FakeUser {
     pub(crate) blocked: bool,
     pub(crate) email_verified: bool,
     pub(crate) logout_redirect: Option<String>,
+    pub(crate) role: FakeRole,
 }
 
 impl FakeUser {
@@ -46,7 +88,14 @@ impl FakeUser {
             blocked: false,
             email_verified: true,
             logout_redirect: None,
+            role: FakeRole::User,
         }
+    }
+
+    /// Gives the account a role (a plain user by default).
+    pub fn with_role(mut self, role: FakeRole) -> Self {
+        self.role = role;
+        self
     }
 
     /// Turns two-factor authentication on with a base32 TOTP secret (see
@@ -106,8 +155,8 @@ pub(crate) struct Config {
 ///
 /// Defaults: no users; access tokens live 1 day and refresh tokens 2 weeks; the login rate
 /// limit is 15 token requests per 5 minutes per client address; any `Host` is accepted (like a
-/// PeerTube test instance) until [`FakeBuilder::host`] names the canonical one; PeerTube 6
-/// error bodies; the fake clock starts at 2026-11-27 (Unix 1 795 800 000).
+/// PeerTube test instance) until [`FakeBuilder::host`] names the canonical one; PeerTube 8
+/// answers, token sessions included ([`ServerVersion`]); the fake clock starts at 2026-11-27 (Unix 1 795 800 000).
 #[derive(Debug, Clone)]
 pub struct FakeBuilder {
     pub(crate) config: Config,

@@ -13,9 +13,15 @@
 //! | `GET /api/v1/oauth-clients/local` | the client pair; 403 without `code` when `Host` is not the configured host; 500 with code `Error` for an install without a client row ([`FakeBuilder::without_oauth_client`]) |
 //! | `POST /api/v1/users/token` | form check, client check, grant checks, password grant (username case-insensitive, e-mail, blocked and unverified users, pending or rejected registrations, TOTP two-factor), external-auth tokens (5 minutes, single use), refresh grant with rotation, expiries on the fake clock, the login rate limit (plain-text 429 with `Retry-After` and `X-RateLimit-*`) |
 //! | `POST /api/v1/users/revoke-token` | case-sensitive `Bearer` check; 200 `{"success":true}` (with `redirectUrl` for users set up with one); 401 `invalid_token` / `unauthorized_request`, 400 `invalid_request` |
-//! | `GET /api/v1/users/me` | `{"id","username","email"}` for a live token, 401 `invalid_token` otherwise |
-//! | any other `/api/` route | 400, `application/json`, empty body (PeerTube's API catch-all; a real instance has many more routes) |
+//! | `GET /api/v1/users/me` | `{"id","username","email","role","blocked"}` for a live token (ids are 1-based positions in the builder's users), 401 `invalid_token` otherwise |
+//! | `GET /api/v1/users/{id}/token-sessions` | PeerTube 8 only: the user's live token pairs (both tokens valid), `start`/`count` (0–100, default 15)/`sort` (`createdAt`, `-createdAt`, the default) with 400 `invalid-params` for bad ones; `loginDevice` is the login's `User-Agent` (null without one), carried over by refreshes, which also give the pair a new `id`; `lastActivity*` is the last authorized call's; 401, 403 (another user, without the role to manage them: see [`FakeRole`]), 404 for an unknown user |
+//! | `POST /api/v1/users/{id}/token-sessions/{sessionId}/revoke` | PeerTube 8 only: ends that pair (its tokens then get `invalid_token` / `invalid_grant`), 200 `{"success":true}`; 404 for a session that is not one of the user's live ones |
+//! | any other `/api/` route | 400, `application/json`, empty body (PeerTube's API catch-all; a real instance has many more routes), the token-session routes too for [`ServerVersion::PeerTube6`] |
 //! | anything else | 404 problem+json |
+//!
+//! A session's `lastActivity*` is the last authorized call (or the login, or the refresh that
+//! issued the pair), written at once: PeerTube writes it from a cache by a scheduler (every
+//! minute in production), so a real server shows the same a little later.
 //!
 //! Not modelled: the API-wide rate limit (50 requests per 10 s), auth plugins beyond handing out
 //! external-auth tokens (6.x accepted an external-auth token more than once within its 5
@@ -52,9 +58,10 @@ mod model;
 mod rate_limit;
 mod reply;
 mod token;
+mod token_sessions;
 mod totp;
 
-pub use config::{FakeBuilder, FakeUser, RegistrationState, ServerVersion};
+pub use config::{FakeBuilder, FakeRole, FakeUser, RegistrationState, ServerVersion};
 pub use model::ClientAddr;
 pub use totp::totp;
 
@@ -79,6 +86,8 @@ pub struct Counters {
     pub revoke_requests: u64,
     /// Requests to `GET /api/v1/users/me`.
     pub me_requests: u64,
+    /// Requests to the token-session routes (list and revoke).
+    pub token_session_requests: u64,
     /// Requests to any other route (answered 404).
     pub other_requests: u64,
     /// Successful password grants.
@@ -89,6 +98,8 @@ pub struct Counters {
     pub invalid_grants: u64,
     /// Successful logouts.
     pub revocations: u64,
+    /// Token sessions ended through `POST /api/v1/users/{id}/token-sessions/{id}/revoke`.
+    pub token_sessions_revoked: u64,
     /// Token requests answered 429.
     pub rate_limited: u64,
     /// Refresh-grant requests per refresh token sent, successful or not.
@@ -107,11 +118,13 @@ impl std::fmt::Debug for Counters {
             .field("token_requests", &self.token_requests)
             .field("revoke_requests", &self.revoke_requests)
             .field("me_requests", &self.me_requests)
+            .field("token_session_requests", &self.token_session_requests)
             .field("other_requests", &self.other_requests)
             .field("logins", &self.logins)
             .field("refreshes", &self.refreshes)
             .field("invalid_grants", &self.invalid_grants)
             .field("revocations", &self.revocations)
+            .field("token_sessions_revoked", &self.token_sessions_revoked)
             .field("rate_limited", &self.rate_limited)
             .field(
                 "refreshes_per_token",

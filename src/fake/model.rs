@@ -15,13 +15,30 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
+/// A live token pair: one row of PeerTube's `oAuthToken` table.
 pub(crate) struct Session {
+    /// The row's id: what the token-session routes show and take.
+    pub(crate) id: u64,
     pub(crate) user: usize,
     pub(crate) refresh: String,
     pub(crate) access_expires: SystemTime,
     pub(crate) refresh_expires: SystemTime,
     /// Authorized calls made with the access token (see `FakeBuilder::access_token_uses`).
     pub(crate) uses: u64,
+    /// Where the login came from; a refresh carries it over to the new row.
+    pub(crate) login: Seen,
+    /// Where the row was last used from: the login, or the refresh that issued it.
+    pub(crate) last_activity: Seen,
+    /// When the row was issued (by the login or the last refresh).
+    pub(crate) created_at: SystemTime,
+}
+
+/// A request's `User-Agent` (verbatim, none without the header), address and time.
+#[derive(Clone)]
+pub(crate) struct Seen {
+    pub(crate) device: Option<String>,
+    pub(crate) ip: IpAddr,
+    pub(crate) at: SystemTime,
 }
 
 pub(crate) struct ExternalToken {
@@ -38,6 +55,8 @@ pub(crate) struct Model {
     /// Refresh token → access token of the same pair.
     pub(crate) by_refresh: HashMap<String, String>,
     pub(crate) external: HashMap<String, ExternalToken>,
+    /// The id the next token row gets (PeerTube's `oAuthToken.id` sequence).
+    pub(crate) next_session_id: u64,
     pub(crate) limiter: RateLimiter,
     pub(crate) counters: Counters,
     canned: VecDeque<(Option<String>, Response<Vec<u8>>)>,
@@ -51,6 +70,7 @@ impl Model {
             sessions: HashMap::new(),
             by_refresh: HashMap::new(),
             external: HashMap::new(),
+            next_session_id: 1,
             limiter: RateLimiter::default(),
             counters: Counters::default(),
             canned: VecDeque::new(),
@@ -88,6 +108,9 @@ impl Model {
             (&Method::POST, "/api/v1/users/token") => self.token(request, address),
             (&Method::POST, "/api/v1/users/revoke-token") => self.revoke(request),
             (&Method::GET, "/api/v1/users/me") => self.me(request),
+            (method, path) if self.has_token_sessions() && is_token_session_route(method, path) => {
+                self.token_sessions(request)
+            }
             _ => {
                 self.counters.other_requests += 1;
                 if path.starts_with("/api/") {
@@ -205,10 +228,40 @@ impl Model {
         }
     }
 
+    /// What PeerTube notes of a request: its `User-Agent` as sent (lossily decoded, as
+    /// express reads header bytes), its client address, the fake's time.
+    pub(crate) fn seen<B>(&self, request: &Request<B>) -> Seen {
+        Seen {
+            device: request
+                .headers()
+                .get(http::header::USER_AGENT)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            ip: request
+                .extensions()
+                .get::<ClientAddr>()
+                .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.0),
+            at: self.now,
+        }
+    }
+
     pub(crate) fn live_sessions(&self) -> usize {
         self.sessions
             .values()
             .filter(|s| s.refresh_expires > self.now)
             .count()
+    }
+}
+
+/// `GET /api/v1/users/{id}/token-sessions` and `POST …/token-sessions/{id}/revoke`, whatever
+/// the ids say (their validators answer for bad ones).
+fn is_token_session_route(method: &Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/v1/users/") else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [_, "token-sessions"] => method == Method::GET,
+        [_, "token-sessions", _, "revoke"] => method == Method::POST,
+        _ => false,
     }
 }

@@ -108,3 +108,104 @@ pub(crate) fn set_header(
             .insert(HeaderName::from_static(name), value);
     }
 }
+
+/// One entry of `invalid-params`: an express-validator error.
+pub(crate) struct Invalid<'a> {
+    name: &'a str,
+    value: &'a str,
+    location: &'a str,
+    message: &'a str,
+}
+
+impl<'a> Invalid<'a> {
+    /// A rejected parameter with express-validator's default message.
+    pub(crate) fn new(name: &'a str, value: &'a str, location: &'a str) -> Self {
+        Invalid {
+            name,
+            value,
+            location,
+            message: "Invalid value",
+        }
+    }
+
+    /// With the validator's own message.
+    pub(crate) fn because(self, message: &'a str) -> Self {
+        Invalid { message, ..self }
+    }
+}
+
+/// `areValidationErrors`: 400 problem+json with the request's path in `instance` and each
+/// rejected parameter under `invalid-params` (as a real 8.0.1 answers `?count=-1`).
+pub(crate) fn invalid_params(instance: &str, invalid: &[Invalid<'_>]) -> Response<Vec<u8>> {
+    let names: Vec<&str> = invalid.iter().map(|i| i.name).collect();
+    let mut params = serde_json::Map::new();
+    for entry in invalid {
+        params.insert(
+            entry.name.to_owned(),
+            serde_json::json!({
+                "type": "field",
+                "value": entry.value,
+                "msg": entry.message,
+                "path": entry.name,
+                "location": entry.location,
+            }),
+        );
+    }
+    let body = format!(
+        "{{\"type\":\"about:blank\",\"title\":\"Bad Request\",\"detail\":{},\"instance\":{},\"status\":400,\"invalid-params\":{}}}",
+        quoted(&format!(
+            "Incorrect request parameters: {}",
+            names.join(", ")
+        )),
+        quoted(instance),
+        serde_json::Value::Object(params)
+    );
+    with_type(StatusCode::BAD_REQUEST, PROBLEM_TYPE, body.into_bytes())
+}
+
+/// JavaScript's `Date.prototype.toISOString`: `2026-11-28T20:55:25.743Z`. The fake's clock
+/// never goes before 1970.
+pub(crate) fn iso_date(at: std::time::SystemTime) -> String {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut days = since.as_secs() / 86_400;
+    let seconds = since.as_secs() % 86_400;
+    let mut year = 1970;
+    loop {
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let length = if leap { 366 } else { 365 };
+        if days < length {
+            break;
+        }
+        days -= length;
+        year += 1;
+    }
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let lengths = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut month = 0;
+    while days >= lengths[month] {
+        days -= lengths[month];
+        month += 1;
+    }
+    format!(
+        "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        month + 1,
+        days + 1,
+        seconds / 3_600,
+        seconds / 60 % 60,
+        seconds % 60,
+        since.subsec_millis()
+    )
+}

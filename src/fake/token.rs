@@ -2,7 +2,7 @@
 //! `handleOAuthToken`, then the grant), first failure wins.
 
 use super::config::ServerVersion;
-use super::model::{ExternalToken, Model, Session};
+use super::model::{ExternalToken, Model, Seen, Session};
 use super::reply::{self, Docs};
 use super::totp;
 use http::header::CONTENT_TYPE;
@@ -149,12 +149,14 @@ impl Model {
                     .get(OTP_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .filter(|v| !v.is_empty());
-                self.password_grant(login, otp)
+                let seen = self.seen(request);
+                self.password_grant(login, otp, seen)
             }
             "refresh_token" => match form.get("refresh_token") {
                 Some(token) => {
                     let token = token.to_owned();
-                    self.refresh_grant(&token)
+                    let seen = self.seen(request);
+                    self.refresh_grant(&token, seen)
                 }
                 None => self.invalid_request("Missing parameter: `refresh_token`"),
             },
@@ -167,7 +169,7 @@ impl Model {
         }
     }
 
-    fn password_grant(&mut self, login: Login<'_>, otp: Option<&str>) -> Reply {
+    fn password_grant(&mut self, login: Login<'_>, otp: Option<&str>, seen: Seen) -> Reply {
         let found = match &login {
             Login::External { username } => self.user_index(username),
             Login::Password { username, password } => self
@@ -221,7 +223,7 @@ impl Model {
             }
         }
         self.counters.logins += 1;
-        self.issue(index)
+        self.issue(index, seen.clone(), seen)
     }
 
     /// A name with `@` is an e-mail (matched case-sensitively by 6.x, case-insensitively by
@@ -271,7 +273,7 @@ impl Model {
         self.invalid_grant("Invalid grant: user credentials are invalid")
     }
 
-    fn refresh_grant(&mut self, refresh_token: &str) -> Reply {
+    fn refresh_grant(&mut self, refresh_token: &str, seen: Seen) -> Reply {
         *self
             .counters
             .refreshes_per_token
@@ -286,20 +288,27 @@ impl Model {
         if session.refresh_expires < self.now {
             return self.invalid_grant("Invalid grant: refresh token has expired");
         }
-        let user = session.user;
-        // Rotation: the old pair dies at once, access and refresh token alike.
+        let (user, login) = (session.user, session.login.clone());
+        // Rotation: the old pair dies at once, access and refresh token alike. The new row
+        // keeps the login's device, address and date; the refresh is its last activity.
         self.sessions.remove(&access);
         self.by_refresh.remove(refresh_token);
         self.counters.refreshes += 1;
-        self.issue(user)
+        self.issue(user, login, seen)
     }
 
-    fn issue(&mut self, user: usize) -> Reply {
+    fn issue(&mut self, user: usize, login: Seen, last_activity: Seen) -> Reply {
         let access = self.new_token();
         let refresh = self.new_token();
         let (access_lifetime, refresh_lifetime) =
             (self.config.access_lifetime, self.config.refresh_lifetime);
+        let id = self.next_session_id;
+        self.next_session_id += 1;
         let session = Session {
+            id,
+            login,
+            last_activity,
+            created_at: self.now,
             user,
             refresh: refresh.clone(),
             access_expires: self.now.checked_add(access_lifetime).unwrap_or(self.now),

@@ -13,6 +13,8 @@ mod problem;
 mod redact;
 mod success;
 
+pub(crate) use success::{json as json_body, revoke as revoke_body};
+
 pub use problem::parse_error;
 pub use redact::{MIN_PARTIAL_ECHO, Secrets};
 pub use success::{RevokeResponse, TokenResponse};
@@ -93,6 +95,25 @@ impl Parser {
     ) -> Result<RevokeResponse, Error> {
         let body = self.success_body(response, Operation::Logout, secrets)?;
         Ok(success::revoke(body))
+    }
+
+    /// See [`crate::api::parse`]; this parser's body cap applies.
+    pub fn endpoint<E: crate::api::Endpoint, B: AsRef<[u8]>>(
+        &self,
+        endpoint: &E,
+        response: &Response<B>,
+        secrets: &Secrets<'_>,
+    ) -> Result<E::Output, Error> {
+        let body = self.capped(response)?;
+        if response.status().is_success() {
+            endpoint.parse_success(response.status(), body)
+        } else {
+            let blank = body.iter().all(u8::is_ascii_whitespace);
+            Err(problem::classify_call(
+                problem::read(response, body, secrets),
+                blank,
+            ))
+        }
     }
 
     /// The error an answer to `operation` stands for, whatever its status. See

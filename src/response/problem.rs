@@ -198,6 +198,24 @@ pub(super) fn classify(operation: Operation, error: ServerError) -> Error {
     }
 }
 
+/// An error answer to a call of [`crate::api`]. A 400 with nothing in its body is what
+/// PeerTube's API router answers for a route it does not have (its catch-all), so it means the
+/// server is too old for the endpoint; a 400 about a bad parameter always has a problem+json
+/// body.
+pub(super) fn classify_call(error: ServerError, blank_body: bool) -> Error {
+    let error = Box::new(error);
+    if error.status == StatusCode::TOO_MANY_REQUESTS {
+        return Error::RateLimited(error);
+    }
+    match (&error.code, error.status) {
+        (Some(ErrorCode::InvalidToken), _) => Error::InvalidToken(error),
+        (None, StatusCode::BAD_REQUEST) if blank_body => Error::NotSupported(error),
+        (_, StatusCode::NOT_FOUND) => Error::NotFound(error),
+        (_, StatusCode::FORBIDDEN) => Error::Forbidden(error),
+        _ => Error::Server(error),
+    }
+}
+
 fn header_u64(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }

@@ -115,7 +115,7 @@ struct RawRevoke {
 
 /// The status decides a logout; the body only adds `redirectUrl`, so a body that cannot be
 /// read is not a reason to claim the logout failed.
-pub(super) fn revoke(body: &[u8]) -> RevokeResponse {
+pub(crate) fn revoke(body: &[u8]) -> RevokeResponse {
     let redirect_url = serde_json::from_slice::<RawRevoke>(body)
         .ok()
         .and_then(|raw| raw.redirect_url)
@@ -123,7 +123,8 @@ pub(super) fn revoke(body: &[u8]) -> RevokeResponse {
     RevokeResponse { redirect_url }
 }
 
-fn json<'a, T: Deserialize<'a>>(status: StatusCode, body: &'a [u8]) -> Result<T, Error> {
+/// A JSON body, or [`Error::MalformedResponse`] naming what was wrong but never quoting it.
+pub(crate) fn json<'a, T: Deserialize<'a>>(status: StatusCode, body: &'a [u8]) -> Result<T, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::malformed(status, "empty body"));
     }

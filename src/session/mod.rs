@@ -400,6 +400,22 @@ impl Session {
         dead
     }
 
+    /// Tells the session that the server ended its token session by another route than
+    /// [`Session::logout`]: a [`RevokeTokenSession`](crate::api::RevokeTokenSession) of the
+    /// session listed as `currentSession`, sent with the token `authorized` stands for. If that
+    /// token is still this session's, the session drops its tokens exactly as a logout does
+    /// ([`State::Revoked`]) and this returns `true`; otherwise (a refresh or login replaced the
+    /// token meanwhile) nothing changes.
+    pub fn current_session_revoked(&mut self, authorized: &Authorized) -> bool {
+        if authorized.ticket != self.ticket() || self.tokens.is_none() {
+            return false;
+        }
+        self.tokens = None;
+        self.logged_out = true;
+        self.new_generation();
+        true
+    }
+
     /// Whether the token `authorize` put on a request is still this session's token (no
     /// refresh, login or logout happened since).
     pub fn is_current(&self, authorized: &Authorized) -> bool {

@@ -14,8 +14,17 @@ pub fn at(secs_after_t0: u64) -> SystemTime {
 
 /// A raw HTTP/1.1 answer recorded from a real PeerTube 6.3 server (`tests/fixtures/peertube-6.3`).
 pub fn fixture(name: &str) -> http::Response<Vec<u8>> {
+    recorded("peertube-6.3", name)
+}
+
+/// A raw HTTP/1.1 answer recorded from a real PeerTube 8.0.1 server (`tests/fixtures/peertube-8.0`).
+pub fn fixture8(name: &str) -> http::Response<Vec<u8>> {
+    recorded("peertube-8.0", name)
+}
+
+fn recorded(server: &str, name: &str) -> http::Response<Vec<u8>> {
     let path = format!(
-        "{}/tests/fixtures/peertube-6.3/{name}.http",
+        "{}/tests/fixtures/{server}/{name}.http",
         env!("CARGO_MANIFEST_DIR")
     );
     let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
