@@ -27,14 +27,23 @@ impl Model {
         };
         self.by_refresh.remove(&session.refresh);
         self.counters.revocations += 1;
-        let redirect = self
-            .user(session.user)
-            .and_then(|u| u.logout_redirect.clone());
-        let body = match redirect {
-            Some(url) => serde_json::json!({ "success": true, "redirectUrl": url }),
-            None => serde_json::json!({ "success": true }),
+        self.revoked(session.user)
+    }
+
+    /// `revokeToken`'s answer: `{"success":true}`, with the `redirectUrl` of a user whose auth
+    /// plugin sends one after logout.
+    pub(crate) fn revoked(&self, user: usize) -> Reply {
+        let body = match self.user(user).and_then(|u| u.logout_redirect.clone()) {
+            Some(url) => {
+                reply::ordered_object(&[("success", true.into()), ("redirectUrl", url.into())])
+            }
+            None => reply::ordered_object(&[("success", true.into())]),
         };
-        reply::json(StatusCode::OK, &body)
+        reply::with_type(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            body.into_bytes(),
+        )
     }
 
     pub(crate) fn me<B: AsRef<[u8]>>(&mut self, request: &Request<B>) -> Reply {
@@ -69,10 +78,9 @@ impl Model {
         let access = self
             .authenticate(request)
             .map_err(|failure| self.token_invalid(failure, Docs::None))?;
-        let seen = self.seen(request);
-        if let Some(session) = self.sessions.get_mut(&access) {
-            session.last_activity = seen;
-        }
+        // PeerTube writes activity after the fact (a scheduler flushes its cache), so the
+        // answer to this very call does not show it yet.
+        self.activity = Some((access.clone(), self.seen(request)));
         if let Some(limit) = self.config.access_token_uses
             && let Some(session) = self.sessions.get_mut(&access)
         {

@@ -55,6 +55,8 @@ pub(crate) struct Model {
     /// Refresh token → access token of the same pair.
     pub(crate) by_refresh: HashMap<String, String>,
     pub(crate) external: HashMap<String, ExternalToken>,
+    /// The activity of the call being answered, written once it is answered.
+    pub(crate) activity: Option<(String, Seen)>,
     /// The id the next token row gets (PeerTube's `oAuthToken.id` sequence).
     pub(crate) next_session_id: u64,
     pub(crate) limiter: RateLimiter,
@@ -71,6 +73,7 @@ impl Model {
             by_refresh: HashMap::new(),
             external: HashMap::new(),
             next_session_id: 1,
+            activity: None,
             limiter: RateLimiter::default(),
             counters: Counters::default(),
             canned: VecDeque::new(),
@@ -103,6 +106,21 @@ impl Model {
             .extensions()
             .get::<ClientAddr>()
             .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.0);
+        let response = self.route(request, path, address);
+        if let Some((access, seen)) = self.activity.take()
+            && let Some(session) = self.sessions.get_mut(&access)
+        {
+            session.last_activity = seen;
+        }
+        response
+    }
+
+    fn route<B: AsRef<[u8]>>(
+        &mut self,
+        request: &Request<B>,
+        path: &str,
+        address: IpAddr,
+    ) -> Response<Vec<u8>> {
         match (request.method(), path) {
             (&Method::GET, "/api/v1/oauth-clients/local") => self.oauth_client(request),
             (&Method::POST, "/api/v1/users/token") => self.token(request, address),

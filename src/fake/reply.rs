@@ -138,29 +138,39 @@ impl<'a> Invalid<'a> {
 /// rejected parameter under `invalid-params` (as a real 8.0.1 answers `?count=-1`).
 pub(crate) fn invalid_params(instance: &str, invalid: &[Invalid<'_>]) -> Response<Vec<u8>> {
     let names: Vec<&str> = invalid.iter().map(|i| i.name).collect();
-    let mut params = serde_json::Map::new();
-    for entry in invalid {
-        params.insert(
-            entry.name.to_owned(),
-            serde_json::json!({
-                "type": "field",
-                "value": entry.value,
-                "msg": entry.message,
-                "path": entry.name,
-                "location": entry.location,
-            }),
-        );
-    }
+    let params: Vec<String> = invalid
+        .iter()
+        .map(|entry| {
+            format!(
+                "{}:{{\"type\":\"field\",\"value\":{},\"msg\":{},\"path\":{},\"location\":{}}}",
+                quoted(entry.name),
+                quoted(entry.value),
+                quoted(entry.message),
+                quoted(entry.name),
+                quoted(entry.location)
+            )
+        })
+        .collect();
     let body = format!(
-        "{{\"type\":\"about:blank\",\"title\":\"Bad Request\",\"detail\":{},\"instance\":{},\"status\":400,\"invalid-params\":{}}}",
+        "{{\"type\":\"about:blank\",\"title\":\"Bad Request\",\"detail\":{},\"instance\":{},\"status\":400,\"invalid-params\":{{{}}}}}",
         quoted(&format!(
             "Incorrect request parameters: {}",
             names.join(", ")
         )),
         quoted(instance),
-        serde_json::Value::Object(params)
+        params.join(",")
     );
     with_type(StatusCode::BAD_REQUEST, PROBLEM_TYPE, body.into_bytes())
+}
+
+/// A JSON object with its members in the order given, as JavaScript writes them (serde_json's
+/// own maps sort their keys).
+pub(crate) fn ordered_object(members: &[(&str, serde_json::Value)]) -> String {
+    let members: Vec<String> = members
+        .iter()
+        .map(|(name, value)| format!("{}:{value}", quoted(name)))
+        .collect();
+    format!("{{{}}}", members.join(","))
 }
 
 /// JavaScript's `Date.prototype.toISOString`: `2026-11-28T20:55:25.743Z`. The fake's clock

@@ -125,27 +125,39 @@ impl Model {
             by_date.then(a.id.cmp(&b.id))
         });
         let total = live.len();
-        let page: Vec<serde_json::Value> = live
+        let page: Vec<String> = live
             .into_iter()
             .skip(usize::try_from(start).unwrap_or(usize::MAX))
             .take(usize::try_from(count).unwrap_or(usize::MAX))
             .map(|(token, session)| {
-                serde_json::json!({
-                    "id": session.id,
-                    "loginIP": session.login.ip.to_string(),
-                    "loginDevice": session.login.device,
-                    "loginDate": reply::iso_date(session.login.at),
-                    "lastActivityIP": session.last_activity.ip.to_string(),
-                    "lastActivityDevice": session.last_activity.device,
-                    "lastActivityDate": reply::iso_date(session.last_activity.at),
-                    "currentSession": token == access,
-                    "createdAt": reply::iso_date(session.created_at),
-                })
+                // `toSessionFormattedJSON`, members in its order.
+                reply::ordered_object(&[
+                    ("id", session.id.into()),
+                    ("loginIP", session.login.ip.to_string().into()),
+                    ("loginDevice", session.login.device.clone().into()),
+                    ("loginDate", reply::iso_date(session.login.at).into()),
+                    (
+                        "lastActivityIP",
+                        session.last_activity.ip.to_string().into(),
+                    ),
+                    (
+                        "lastActivityDevice",
+                        session.last_activity.device.clone().into(),
+                    ),
+                    (
+                        "lastActivityDate",
+                        reply::iso_date(session.last_activity.at).into(),
+                    ),
+                    ("currentSession", (token == access).into()),
+                    ("createdAt", reply::iso_date(session.created_at).into()),
+                ])
             })
             .collect();
-        reply::json(
+        let body = format!("{{\"total\":{total},\"data\":[{}]}}", page.join(","));
+        reply::with_type(
             StatusCode::OK,
-            &serde_json::json!({ "total": total, "data": page }),
+            "application/json; charset=utf-8",
+            body.into_bytes(),
         )
     }
 
@@ -171,11 +183,7 @@ impl Model {
             self.by_refresh.remove(&session.refresh);
         }
         self.counters.token_sessions_revoked += 1;
-        let body = match self.user(user).and_then(|u| u.logout_redirect.clone()) {
-            Some(url) => serde_json::json!({ "success": true, "redirectUrl": url }),
-            None => serde_json::json!({ "success": true }),
-        };
-        reply::json(StatusCode::OK, &body)
+        self.revoked(user)
     }
 
     fn is_live(&self, session: &Session) -> bool {
