@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")"
 
 seconds="${1:-30}"
-targets=(oauth_client token revoke error session_ops)
+targets=(oauth_client token revoke error session_ops users_me token_sessions)
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "fuzz smoke: no nightly toolchain here; skipped (seeds are replayed by cargo test)"

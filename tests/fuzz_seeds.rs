@@ -64,3 +64,13 @@ fn lenient_reading_of_raw_answers() {
     assert_eq!(response.status(), 200);
     assert!(response.headers().is_empty());
 }
+
+#[test]
+fn users_me_seeds_pass() {
+    replay("users_me", checks::check_users_me);
+}
+
+#[test]
+fn token_sessions_seeds_pass() {
+    replay("token_sessions", checks::check_token_sessions);
+}

@@ -613,3 +613,59 @@ fn check_invariants(session: &Session, fed: &Fed, now: SystemTime) {
     assert_eq!(restored.save(), saved);
     let _ = session.next_deadline();
 }
+
+/// `GET /api/v1/users/me`: a success has an id and a username; an error is the server's.
+pub fn check_users_me(data: &[u8]) {
+    use peertube_session::api::{self, UsersMe};
+    let response = response_from_bytes(data);
+    match api::parse(&UsersMe, &response, &Secrets::none()) {
+        Ok(_) => assert!(response.status().is_success()),
+        Err(error) => check_call_error(&response, &error),
+    }
+}
+
+/// The token-session list and revoke: a page is at most 100 distinct sessions whose dates
+/// print and read back, and walking it moves the cursor by what it held.
+pub fn check_token_sessions(data: &[u8]) {
+    use peertube_session::api::{self, AllTokenSessions, RevokeTokenSession, Timestamp};
+    let response = response_from_bytes(data);
+    let mut all = AllTokenSessions::new(1).page_size(100);
+    let Some(page) = all.next_page() else {
+        panic!("a walk starts with a page");
+    };
+    match api::parse(&page, &response, &Secrets::none()) {
+        Ok(answer) => {
+            assert!(response.status().is_success());
+            assert!(answer.data.len() <= 100);
+            for session in &answer.data {
+                let printed = session.created_at.to_string();
+                let read = Timestamp::parse(&printed).expect("a printed date reads back");
+                assert_eq!(read.to_string(), printed);
+            }
+            let held = answer.data.len() as u64;
+            let total = answer.total;
+            all.add(&page, answer);
+            assert_eq!(all.sessions().len() as u64, held);
+            match all.next_page() {
+                Some(next) => {
+                    assert_eq!(next.first(), held);
+                    assert!(held == 100 && held < total);
+                }
+                None => assert!(held < 100 || held >= total),
+            }
+        }
+        Err(error) => check_call_error(&response, &error),
+    }
+    match api::parse(&RevokeTokenSession::new(1, 2), &response, &Secrets::none()) {
+        Ok(_) => assert!(response.status().is_success()),
+        Err(error) => check_call_error(&response, &error),
+    }
+}
+
+/// An API call's error: a parser error, and "not supported" exactly for an empty 400.
+fn check_call_error(response: &Response<Vec<u8>>, error: &Error) {
+    check_error(response, error);
+    let blank_400 = response.status() == StatusCode::BAD_REQUEST
+        && response.body().iter().all(u8::is_ascii_whitespace);
+    assert_eq!(matches!(error, Error::NotSupported(_)), blank_400);
+}
