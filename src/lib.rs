@@ -34,6 +34,7 @@
 //! | refresh | `POST /api/v1/users/token`, `grant_type=refresh_token` | [`Session::refresh`] | [`request::refresh_grant_request`] / [`response::parse_refresh`] |
 //! | log out | `POST /api/v1/users/revoke-token` with `Authorization: Bearer` | [`Session::logout`] | [`request::revoke_request`] / [`response::parse_revoke`] |
 //! | call any other API | your request | [`Session::authorize`], then [`Session::observe`] | |
+//! | who am I, login sessions (PeerTube 7.3+) | `GET /api/v1/users/me`, `…/users/{id}/token-sessions` | [`Session::authorize`]; [`Session::current_session_revoked`] after revoking one's own | [`api`]: one module per endpoint |
 //!
 //! ## Call order
 //!

@@ -6,6 +6,7 @@
 
 mod support;
 
+use peertube_session::api::{self, ListTokenSessions, RevokeTokenSession, UsersMe};
 use peertube_session::response::{
     Secrets, error_for, parse_error, parse_login, parse_oauth_client, parse_refresh, parse_revoke,
 };
@@ -195,7 +196,7 @@ fn response(
 }
 
 /// Every error variant that carries server text, as (status, code, operation).
-const VARIANTS: [(u16, Option<&str>, Operation); 10] = [
+const VARIANTS: [(u16, Option<&str>, Operation); 13] = [
     (401, Some("missing_two_factor"), Operation::Login),
     (400, Some("invalid_two_factor"), Operation::Login),
     (400, Some("invalid_grant"), Operation::Login),
@@ -206,6 +207,10 @@ const VARIANTS: [(u16, Option<&str>, Operation); 10] = [
     (429, None, Operation::Login),
     (403, None, Operation::FetchClient),
     (502, None, Operation::Refresh),
+    // The account API's own: `NotFound`, `Forbidden`, and a bad parameter (`Server`).
+    (404, None, Operation::Authorize),
+    (403, None, Operation::Authorize),
+    (400, None, Operation::Authorize),
 ];
 
 fn printed(error: &Error) -> String {
@@ -241,6 +246,9 @@ fn the_stateless_parsers_never_print_an_echoed_secret() {
                 parse_revoke(&answer, &everything).unwrap_err(),
                 parse_oauth_client(&answer, &everything).unwrap_err(),
                 error_for(operation, &answer, &everything),
+                api::parse(&UsersMe, &answer, &everything).unwrap_err(),
+                api::parse(&ListTokenSessions::new(1), &answer, &everything).unwrap_err(),
+                api::parse(&RevokeTokenSession::new(1, 2), &answer, &everything).unwrap_err(),
             ];
             for error in &errors {
                 assert!(error.server_error().is_some(), "{error:?}");
@@ -381,5 +389,63 @@ fn driver_errors_never_print_an_echoed_secret() {
         );
         let error = pollster::block_on(asynchronous.login(&credentials)).unwrap_err();
         assert_clean("async driver", &printed(&error), &case);
+    }
+}
+
+/// An API call through a driver: the server echoes the `Authorization` header it got into its
+/// 404; the error printed carries none of the session's secrets.
+#[cfg(feature = "blocking-client")]
+#[test]
+fn api_call_errors_never_print_the_bearer_token() {
+    use peertube_session::blocking::BlockingClient;
+    use peertube_session::{Body, TransportError};
+
+    let mut random = Random(0x5EED_0004);
+    for _ in 0..CASES / 10 {
+        let case = std::sync::Arc::new(Case::new(&mut random));
+        let seed = random.next();
+        let server = {
+            let case = case.clone();
+            move |request: http::Request<Body>| -> Result<http::Response<Vec<u8>>, TransportError> {
+                let mut random = Random(seed);
+                let path = request.uri().path();
+                if path.ends_with("/oauth-clients/local") {
+                    let body = format!(
+                        r#"{{"client_id":"cid","client_secret":"{}"}}"#,
+                        case.client_secret
+                    );
+                    return Ok(json(200, &body));
+                }
+                if path.ends_with("/users/token") {
+                    return Ok(json(
+                        200,
+                        &format!(
+                            r#"{{"token_type":"Bearer","access_token":"{}","refresh_token":"{}","expires_in":3600}}"#,
+                            case.access, case.refresh
+                        ),
+                    ));
+                }
+                let bearer = request.headers()["authorization"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let text = echo(&mut random, bearer.trim_start_matches("Bearer "));
+                let status = [404, 403, 400, 500][random.below(4)];
+                Ok(response(&mut random, status, None, &text))
+            }
+        };
+        let client = BlockingClient::new(server, Instance::new("http://127.0.0.1:9").unwrap());
+        client
+            .login(&Credentials::password("alice", case.password.as_str()))
+            .unwrap();
+        for error in [
+            client.me().unwrap_err(),
+            client.sessions().unwrap_err(),
+            client.revoke_session(7).unwrap_err(),
+            client.log_out_other_sessions().unwrap_err(),
+        ] {
+            assert!(error.server_error().is_some(), "{error:?}");
+            assert_clean("api call", &printed(&error), &case);
+        }
     }
 }

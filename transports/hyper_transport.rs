@@ -24,7 +24,7 @@ pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// Sends requests with hyper-util's client. Bring your own client (any connector: a proxy,
 /// another TLS stack, a Unix socket) with [`HyperTransport::with_client`].
 ///
-/// It reads no proxy from the environment, like [`UreqTransport`](crate::blocking::UreqTransport)
+/// It reads no proxy from the environment, like `UreqTransport` (feature `ureq`)
 /// (where requests go, with a password or a token in them, is decided in code); for a proxy,
 /// bring a client whose connector goes through it.
 ///

@@ -88,7 +88,7 @@ macro_rules! phase_timeouts {
 /// exchange's timeout, and the agent's global and per-call timeouts stay as they are.
 ///
 /// # Proxies
-/// Like [`HyperTransport`](crate::asynchronous::HyperTransport), [`UreqTransport::new`] reads
+/// Like `HyperTransport` (feature `hyper`), [`UreqTransport::new`] reads
 /// no proxy from the environment (ureq's own default reads `HTTP(S)_PROXY` and `ALL_PROXY`):
 /// where requests go, with a password or a token in them, is decided in code. For a proxy,
 /// give [`UreqTransport::with_agent`] an agent configured with `ureq::Proxy`.

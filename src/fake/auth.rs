@@ -50,7 +50,7 @@ impl Model {
         self.counters.me_requests += 1;
         let access = match self.authenticate_call(request) {
             Ok(access) => access,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         let user = self.sessions.get(&access).map(|s| s.user);
         match user.and_then(|index| Some((index, self.user(index)?))) {
@@ -74,10 +74,10 @@ impl Model {
     pub(crate) fn authenticate_call<B: AsRef<[u8]>>(
         &mut self,
         request: &Request<B>,
-    ) -> Result<String, Reply> {
+    ) -> Result<String, Box<Reply>> {
         let access = self
             .authenticate(request)
-            .map_err(|failure| self.token_invalid(failure, Docs::None))?;
+            .map_err(|failure| Box::new(self.token_invalid(failure, Docs::None)))?;
         // PeerTube writes activity after the fact (a scheduler flushes its cache), so the
         // answer to this very call does not show it yet.
         self.activity = Some((access.clone(), self.seen(request)));
@@ -89,7 +89,7 @@ impl Model {
                     session.uses += 1;
                     self.counters.worn_out_tokens += 1;
                 }
-                return Err(self.token_invalid(INVALID_TOKEN, Docs::None));
+                return Err(Box::new(self.token_invalid(INVALID_TOKEN, Docs::None)));
             }
             session.uses += 1;
         }

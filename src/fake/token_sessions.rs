@@ -25,7 +25,7 @@ impl Model {
         self.counters.token_session_requests += 1;
         let access = match self.authenticate_call(request) {
             Ok(access) => access,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         let here = request
             .uri()

@@ -16,7 +16,7 @@ use crate::store::{Ending, SessionStore};
 /// ended in the next round.
 const MAX_ROUNDS: usize = 3;
 
-/// What [`revoke_session`](AsyncClient::revoke_session) ended.
+/// What a driver's `revoke_session` ended.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRevoked {
@@ -27,7 +27,7 @@ pub struct SessionRevoked {
     pub redirect_url: Option<String>,
 }
 
-/// What [`log_out_other_sessions`](AsyncClient::log_out_other_sessions) did.
+/// What a driver's `log_out_other_sessions` did.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtherSessionsEnded {
