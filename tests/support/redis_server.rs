@@ -31,6 +31,20 @@ impl RedisServer {
             );
             return None;
         }
+        // Picking a free port and binding it are two steps: servers started by the tests of one
+        // binary (which run in parallel) take turns, and a server that lost its port to
+        // something else is started again on another.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start(password) {
+                return Some(server);
+            }
+        }
+        panic!("redis-server did not start on a free loopback port in 5 tries");
+    }
+
+    fn try_start(password: Option<&str>) -> Option<RedisServer> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -55,16 +69,26 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let server = RedisServer { child, port };
+        let mut server = RedisServer { child, port };
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            // Ours, not whatever else answers on that port: it must still be running.
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                return match server.child.try_wait() {
+                    Ok(None) => Some(server),
+                    _ => None,
+                };
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
     }
 
     pub fn port(&self) -> u16 {
