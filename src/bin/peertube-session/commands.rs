@@ -1,0 +1,244 @@
+//! Each command, over the blocking client and the profile's file store.
+
+use crate::failure::Failure;
+use crate::input::Input;
+use crate::profile::{About, Profile};
+use crate::words;
+use peertube_session::api::{Timestamp, TokenSession};
+use peertube_session::blocking::{BlockingClient, Config, UreqTransport};
+use peertube_session::store::{Ending, FileStore};
+use peertube_session::{Credentials, Session};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+type Client = BlockingClient<UreqTransport, FileStore>;
+
+/// What the instance records as the device of this tool's sessions.
+const USER_AGENT: &str = concat!("peertube-session-cli/", env!("CARGO_PKG_VERSION"));
+
+fn client(about: &About, store: FileStore) -> Result<Client, Failure> {
+    let config = Config::builder()
+        .user_agent(http::HeaderValue::from_static(USER_AGENT))
+        .build();
+    Ok(BlockingClient::new(UreqTransport::new(), about.instance()?)
+        .with_store(store)
+        .with_config(config))
+}
+
+fn logged_in_client(profile: &Profile) -> Result<Client, Failure> {
+    client(&profile.about()?, profile.store()?)
+}
+
+pub fn login(
+    profile: &Profile,
+    address: &str,
+    username: Option<String>,
+    allow_http: bool,
+) -> Result<(), Failure> {
+    let mut about = About {
+        instance: address.to_owned(),
+        username: String::new(),
+        allow_http,
+    };
+    // The canonical form, and a bad address refused before anything is asked.
+    about.instance = about.instance()?.base_url();
+    let mut input = Input::new();
+    about.username = match username {
+        Some(name) => name,
+        None => input.username()?,
+    };
+    let password = input.password()?;
+    let earlier = profile
+        .record()?
+        .and_then(|record| record.session)
+        .filter(|saved| saved.tokens.is_some());
+    let client = client(&about, profile.store()?)?;
+    let credentials = Credentials::password(about.username.as_str(), password);
+    client.login_with_otp_prompt(&credentials, || input.otp())?;
+    profile.remember(&about)?;
+    // The profile's earlier session would live on, unused, for weeks: end it (best effort).
+    if let Some(saved) = earlier
+        && let Ok(session) = Session::restore(saved)
+    {
+        let _ = BlockingClient::from_session(UreqTransport::new(), session).logout();
+    }
+    eprintln!(
+        "logged in to {} as {} (profile {})",
+        about.instance,
+        about.username,
+        profile.name()
+    );
+    Ok(())
+}
+
+pub fn token(profile: &Profile, as_header: bool) -> Result<(), Failure> {
+    let token = logged_in_client(profile)?.access_token()?;
+    if as_header {
+        println!("Authorization: Bearer {}", token.expose_secret());
+    } else {
+        println!("{}", token.expose_secret());
+    }
+    Ok(())
+}
+
+pub fn status(profile: &Profile, json: bool) -> Result<(), Failure> {
+    let about = profile.about()?;
+    let record = profile.record()?;
+    let saved = record.as_ref().and_then(|r| r.session.as_ref());
+    let tokens = saved.and_then(|s| s.tokens.as_ref());
+    let ending = record.as_ref().and_then(|r| r.ending.as_ref());
+    let state = match (tokens, ending) {
+        (Some(_), _) => "logged in",
+        (None, Some(Ending::LoggedOut)) => "logged out",
+        (None, Some(_)) => "login required (the instance refused the refresh token)",
+        (None, None) => "not logged in",
+    };
+    let at = |secs: Option<u64>| secs.map(|s| UNIX_EPOCH + Duration::from_secs(s));
+    let access = tokens.and_then(|t| at(t.access_expires_at));
+    let refresh = tokens.and_then(|t| at(t.refresh_expires_at));
+    let now = SystemTime::now();
+    if json {
+        let seconds = |moment: Option<SystemTime>| {
+            moment.map(|m| match m.duration_since(now) {
+                Ok(ahead) => i64::try_from(ahead.as_secs()).unwrap_or(i64::MAX),
+                Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
+            })
+        };
+        let value = serde_json::json!({
+            "profile": profile.name(),
+            "instance": about.instance,
+            "account": about.username,
+            "state": state.split(' ').take(2).collect::<Vec<_>>().join("_"),
+            "access_token_expires_at": access.map(|m| Timestamp::from(m).to_string()),
+            "access_token_expires_in": seconds(access),
+            "refresh_token_expires_at": refresh.map(|m| Timestamp::from(m).to_string()),
+            "refresh_token_expires_in": seconds(refresh),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let when = |moment: Option<SystemTime>, label: &str| match moment {
+        Some(m) if m > now => format!(
+            "{label} expires {} ({})",
+            words::relative(m, now),
+            Timestamp::from(m)
+        ),
+        Some(m) => format!(
+            "{label} expired {} ({})",
+            words::relative(m, now),
+            Timestamp::from(m)
+        ),
+        None => format!("{label}: expiry unknown"),
+    };
+    println!("profile:  {}", profile.name());
+    println!("instance: {}", about.instance);
+    println!("account:  {}", about.username);
+    println!("state:    {state}");
+    if tokens.is_some() {
+        println!("{}", when(access, "access token"));
+        println!("{}", when(refresh, "refresh token"));
+    }
+    Ok(())
+}
+
+pub fn sessions(profile: &Profile, json: bool) -> Result<(), Failure> {
+    let sessions = logged_in_client(profile)?.sessions()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&sessions).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let now = SystemTime::now();
+    let rows: Vec<Vec<String>> = sessions.iter().map(|s| row(s, now)).collect();
+    println!(
+        "{}",
+        words::table(
+            &["ID", "DEVICE", "IP", "LAST ACTIVITY", "LOGGED IN", ""],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+fn row(session: &TokenSession, now: SystemTime) -> Vec<String> {
+    let ago = |at: Option<Timestamp>| {
+        at.map_or("-".to_owned(), |t| words::relative(t.system_time(), now))
+    };
+    let text = |value: Option<&str>, max| value.map_or("-".to_owned(), |v| words::clean(v, max));
+    vec![
+        session.id.to_string(),
+        text(session.login_device.as_deref(), 48),
+        text(
+            session
+                .last_activity_ip
+                .as_deref()
+                .or(session.login_ip.as_deref()),
+            40,
+        ),
+        ago(session.last_activity_date),
+        ago(session.login_date),
+        if session.current_session {
+            "(this tool)"
+        } else {
+            ""
+        }
+        .to_owned(),
+    ]
+}
+
+pub fn revoke(profile: &Profile, id: Option<u64>, others: bool, json: bool) -> Result<(), Failure> {
+    let client = logged_in_client(profile)?;
+    if others {
+        let report = client.log_out_other_sessions()?;
+        if json {
+            let value = serde_json::json!({ "ended": report.ended, "kept": report.kept });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        } else {
+            println!("ended {} other session(s)", report.ended.len());
+            for session in &report.ended {
+                let device = session.login_device.as_deref().unwrap_or("-");
+                println!("  {}  {}", session.id, words::clean(device, 60));
+            }
+        }
+        return Ok(());
+    }
+    let Some(id) = id else {
+        return Err(Failure::usage("give a session id, or --others"));
+    };
+    let revoked = client.revoke_session(id)?;
+    if json {
+        let value = serde_json::json!({ "ended": id, "current": revoked.current });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else if revoked.current {
+        println!(
+            "ended session {id}: it was this tool's own, so profile {} is logged out",
+            profile.name()
+        );
+    } else {
+        println!("ended session {id}");
+    }
+    Ok(())
+}
+
+pub fn logout(profile: &Profile) -> Result<(), Failure> {
+    let client = logged_in_client(profile)?;
+    match client.logout() {
+        Ok(_) => eprintln!("logged out (profile {})", profile.name()),
+        // Nothing alive on the server to end: forgetting it here is all there is to do.
+        Err(error) if Failure::from(error.clone()).is_not_logged_in() => {
+            eprintln!("was not logged in (profile {})", profile.name());
+        }
+        Err(error) => return Err(error.into()),
+    }
+    profile.forget()
+}

@@ -1,0 +1,57 @@
+//! `peertube-session`: log in to a PeerTube instance once, hand fresh access tokens to scripts,
+//! see and end the account's login sessions. Built on the `peertube-session` library (feature
+//! `cli`).
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod commands;
+mod failure;
+mod input;
+mod profile;
+mod words;
+
+use args::{Cli, Command, SessionsAction};
+use clap::Parser;
+use failure::Failure;
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 other failure; 2 bad command line; 3 not logged in (log in again);
+4 refused by the instance (password, two-factor code, rights); 5 rate limited (the message says
+when to retry); 6 instance unreachable; 7 error answer from the instance; 8 instance too old.
+
+Profiles live in the configuration directory (PEERTUBE_SESSION_HOME overrides it), the tokens
+in a file only you can read.";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(std::env::args_os());
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("peertube-session: {failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let profile = profile::Profile::named(&cli.profile)?;
+    match cli.command {
+        Command::Login {
+            instance,
+            username,
+            allow_http,
+        } => commands::login(&profile, &instance, username, allow_http),
+        Command::Token => commands::token(&profile, false),
+        Command::Header => commands::token(&profile, true),
+        Command::Status { json } => commands::status(&profile, json),
+        Command::Sessions { json, action } => match action {
+            None => commands::sessions(&profile, json),
+            Some(SessionsAction::Revoke { id, others }) => {
+                commands::revoke(&profile, id, others, json)
+            }
+        },
+        Command::Logout => commands::logout(&profile),
+    }
+}

@@ -1,0 +1,466 @@
+//! The `peertube-session` command line, run as a person or a script would run it: the real
+//! binary, against the fake PeerTube on loopback, with its profiles in a scratch directory.
+#![cfg(all(feature = "cli", feature = "fake"))]
+
+use peertube_session::fake::{FakePeerTube, FakeUser, LoopbackServer, totp};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_peertube-session");
+const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+/// A fake instance on loopback and a scratch configuration directory.
+struct World {
+    fake: FakePeerTube,
+    server: LoopbackServer,
+    home: PathBuf,
+}
+
+impl World {
+    fn new(name: &str) -> World {
+        World::with(
+            name,
+            FakePeerTube::builder()
+                .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+                .user(FakeUser::new("bob", "bob@example.org", "bob-pw").with_totp(TOTP_SECRET))
+                .no_rate_limit()
+                .build(),
+        )
+    }
+
+    fn with(name: &str, fake: FakePeerTube) -> World {
+        let server = fake.serve().expect("serve the fake on loopback");
+        let home = std::env::temp_dir().join(format!(
+            "peertube-session-cli-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&home);
+        World { fake, server, home }
+    }
+
+    fn url(&self) -> String {
+        self.server.base_url()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .env("PEERTUBE_SESSION_HOME", &self.home)
+            .env_remove("PEERTUBE_PASSWORD")
+            .env_remove("PEERTUBE_OTP")
+            .env_remove("PEERTUBE_SESSION_PROFILE");
+        command
+    }
+
+    /// Runs the binary with `stdin` as its standard input (not a terminal).
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the binary");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        wait(child)
+    }
+
+    fn login_alice(&self) {
+        let out = self.run(
+            &["login", "--instance", &self.url(), "--username", "alice"],
+            "alice-pw\n",
+        );
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    }
+
+    fn session_file(&self, profile: &str) -> PathBuf {
+        self.home
+            .join("profiles")
+            .join(format!("{profile}.session.json"))
+    }
+
+    /// A token the fake accepts right now.
+    fn accepts(&self, token: &str) -> bool {
+        let request = http::Request::get("/api/v1/users/me")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Vec::new())
+            .unwrap();
+        self.fake.handle(&request).status() == http::StatusCode::OK
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Waits for a child, killing it after 30 s: no test hangs.
+fn wait(mut child: std::process::Child) -> Output {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_whole_session_from_the_command_line() {
+    let world = World::new("whole");
+    world.login_alice();
+    // The tokens are in a file only the user can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(world.session_file("default"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let token = world.run(&["token"], "");
+    assert_eq!(code(&token), 0, "{}", text(&token.stderr));
+    let token = text(&token.stdout).trim().to_owned();
+    assert!(world.accepts(&token));
+    let header = world.run(&["header"], "");
+    assert_eq!(
+        text(&header.stdout),
+        format!("Authorization: Bearer {token}\n")
+    );
+
+    let status = world.run(&["status"], "");
+    let shown = text(&status.stdout);
+    assert!(shown.contains("account:  alice"), "{shown}");
+    assert!(shown.contains("state:    logged in"), "{shown}");
+    assert!(
+        shown.contains("access token expires in 23 h 59 min"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("refresh token expires in 13 d 23 h"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&token));
+    let status: serde_json::Value =
+        serde_json::from_slice(&world.run(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(status["state"], "logged_in");
+    assert_eq!(status["account"], "alice");
+    assert_eq!(status["instance"], world.url());
+    assert!(status["access_token_expires_in"].as_i64().unwrap() > 86_000);
+
+    let sessions = world.run(&["sessions"], "");
+    let table = text(&sessions.stdout);
+    assert_eq!(code(&sessions), 0, "{}", text(&sessions.stderr));
+    assert!(table.starts_with("ID  DEVICE"), "{table}");
+    assert!(table.contains("peertube-session-cli/"), "{table}");
+    assert!(table.contains("(this tool)"), "{table}");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&world.run(&["sessions", "--json"], "").stdout).unwrap();
+    assert_eq!(listed[0]["currentSession"], true);
+    assert_eq!(listed[0]["loginIP"], "127.0.0.1");
+
+    let out = world.run(&["logout"], "");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(!world.accepts(&token));
+    assert_eq!(world.fake.counters().live_sessions, 0);
+    let after = world.run(&["token"], "");
+    assert_eq!(code(&after), 3);
+    assert!(text(&after.stderr).contains("not logged in"));
+}
+
+#[test]
+fn errors_are_one_line_with_the_reason_and_a_distinct_code() {
+    let world = World::new("errors");
+    let wrong = world.run(
+        &["login", "-i", &world.url(), "-u", "alice"],
+        "not-the-password\n",
+    );
+    assert_eq!(code(&wrong), 4);
+    assert_eq!(
+        text(&wrong.stderr),
+        "peertube-session: wrong username or password\n"
+    );
+    let status = world.run(&["status"], "");
+    assert_eq!(code(&status), 3, "a failed login saves no profile");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let unreachable = world.run(
+        &[
+            "login",
+            "-i",
+            &format!("http://127.0.0.1:{port}"),
+            "-u",
+            "alice",
+        ],
+        "alice-pw\n",
+    );
+    assert_eq!(code(&unreachable), 6, "{}", text(&unreachable.stderr));
+    assert!(text(&unreachable.stderr).starts_with("peertube-session: the instance is unreachable"));
+
+    let plain = world.run(
+        &["login", "-i", "http://video.example.org", "-u", "alice"],
+        "alice-pw\n",
+    );
+    assert_eq!(code(&plain), 2, "{}", text(&plain.stderr));
+    let bad_profile = world.run(&["status", "--profile", "../etc"], "");
+    assert_eq!(code(&bad_profile), 2);
+    let usage = world.run(&["sessions", "revoke"], "");
+    assert_eq!(code(&usage), 2);
+    for out in [&wrong, &unreachable, &plain] {
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains("alice-pw"));
+    }
+}
+
+#[test]
+fn rate_limited_says_when_to_retry() {
+    let world = World::with(
+        "limited",
+        FakePeerTube::builder()
+            .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+            .login_rate_limit(1, Duration::from_secs(300))
+            .build(),
+    );
+    world.login_alice();
+    let second = world.run(
+        &["login", "-i", &world.url(), "-u", "alice", "-p", "other"],
+        "alice-pw\n",
+    );
+    assert_eq!(code(&second), 5);
+    assert_eq!(
+        text(&second.stderr),
+        "peertube-session: rate limited by the instance: retry in 300 s\n"
+    );
+}
+
+#[test]
+fn two_factor_codes_come_after_the_password() {
+    let world = World::new("otp");
+    let code_now = totp(TOTP_SECRET, world.fake.now()).unwrap();
+    let out = world.run(
+        &["login", "-i", &world.url(), "-u", "bob"],
+        &format!("bob-pw\n{code_now}\n"),
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(world.fake.counters().logins, 1);
+    let missing = world.run(
+        &["login", "-i", &world.url(), "-u", "bob", "-p", "b"],
+        "bob-pw\n",
+    );
+    assert_eq!(code(&missing), 4);
+    assert!(
+        text(&missing.stderr).contains("two-factor code"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let wrong = world.run(
+        &["login", "-i", &world.url(), "-u", "bob", "-p", "c"],
+        "bob-pw\n000000\n",
+    );
+    assert_eq!(code(&wrong), 4);
+    assert!(text(&wrong.stderr).contains("wrong or has expired"));
+    // The environment works too, for automation.
+    let out = world
+        .command(&["login", "-i", &world.url(), "-u", "bob", "-p", "d"])
+        .env("PEERTUBE_PASSWORD", "bob-pw")
+        .env("PEERTUBE_OTP", totp(TOTP_SECRET, world.fake.now()).unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+}
+
+#[test]
+fn profiles_keep_accounts_side_by_side_and_a_new_login_ends_the_old_one() {
+    let world = World::new("profiles");
+    world.login_alice();
+    let code_now = totp(TOTP_SECRET, world.fake.now()).unwrap();
+    let bob = world.run(
+        &["--profile", "bob", "login", "-i", &world.url(), "-u", "bob"],
+        &format!("bob-pw\n{code_now}\n"),
+    );
+    assert_eq!(code(&bob), 0);
+    let status: serde_json::Value =
+        serde_json::from_slice(&world.run(&["status", "--json", "-p", "bob"], "").stdout).unwrap();
+    assert_eq!(status["account"], "bob");
+    assert_eq!(world.fake.counters().live_sessions, 2);
+    world.login_alice();
+    assert_eq!(
+        world.fake.counters().live_sessions,
+        2,
+        "the default profile's first session ended"
+    );
+}
+
+#[test]
+fn sessions_can_be_ended_one_by_one_or_all_but_this_one() {
+    let world = World::new("revoke");
+    world.login_alice();
+    for profile in ["laptop", "phone"] {
+        let out = world.run(
+            &["login", "-i", &world.url(), "-u", "alice", "-p", profile],
+            "alice-pw\n",
+        );
+        assert_eq!(code(&out), 0);
+    }
+    let listed: serde_json::Value = serde_json::from_slice(
+        &world
+            .run(&["sessions", "--json", "-p", "laptop"], "")
+            .stdout,
+    )
+    .unwrap();
+    let laptop = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["currentSession"] == true)
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let out = world.run(&["sessions", "revoke", &laptop.to_string()], "");
+    assert_eq!(text(&out.stdout), format!("ended session {laptop}\n"));
+    // `token` does not ask the instance (a script's every call would cost a request): the
+    // laptop's token is printed, and refused; its next call that reaches the instance finds
+    // the session gone.
+    let stale = text(&world.run(&["token", "-p", "laptop"], "").stdout);
+    assert!(!world.accepts(stale.trim()));
+    let gone = world.run(&["sessions", "-p", "laptop"], "");
+    assert_eq!(code(&gone), 3, "{}", text(&gone.stderr));
+    let again = world.run(&["sessions", "revoke", &laptop.to_string()], "");
+    assert_eq!(code(&again), 1);
+    assert!(
+        text(&again.stderr).contains("does not exist"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let others = world.run(&["sessions", "revoke", "--others", "--json"], "");
+    let report: serde_json::Value = serde_json::from_slice(&others.stdout).unwrap();
+    assert_eq!(report["ended"].as_array().unwrap().len(), 1);
+    assert_eq!(world.fake.counters().live_sessions, 1);
+    assert_eq!(code(&world.run(&["token"], "")), 0);
+
+    // Ending this tool's own session is a logout.
+    let mine = world.run(&["sessions", "--json"], "");
+    let mine: serde_json::Value = serde_json::from_slice(&mine.stdout).unwrap();
+    let id = mine[0]["id"].as_u64().unwrap().to_string();
+    let out = world.run(&["sessions", "revoke", &id], "");
+    assert!(
+        text(&out.stdout).contains("logged out"),
+        "{}",
+        text(&out.stdout)
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&world.run(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(status["state"], "logged_out");
+}
+
+#[test]
+fn an_old_instance_has_no_sessions_to_show() {
+    let world = World::with(
+        "old",
+        FakePeerTube::builder()
+            .version(peertube_session::fake::ServerVersion::PeerTube6)
+            .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+            .build(),
+    );
+    world.login_alice();
+    let out = world.run(&["sessions"], "");
+    assert_eq!(code(&out), 8);
+    assert!(text(&out.stderr).contains("PeerTube 7.3"));
+}
+
+/// Sets the stored access token's expiry 10 s in the past, as if a day had gone by.
+fn expire_access_token(file: &Path) {
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let tokens = &mut record["session"]["tokens"];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokens["access_expires_at"] = serde_json::json!(now - 10);
+    let scratch = file.with_extension("edit");
+    std::fs::write(&scratch, serde_json::to_vec(&record).unwrap()).unwrap();
+    std::fs::rename(scratch, file).unwrap();
+}
+
+#[test]
+fn fifty_token_commands_at_once_refresh_once() {
+    let world = World::new("fifty");
+    world.login_alice();
+    let before = text(&world.run(&["token"], "").stdout).trim().to_owned();
+    expire_access_token(&world.session_file("default"));
+    let children: Vec<_> = (0..50)
+        .map(|_| {
+            world
+                .command(&["token"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children.into_iter().map(wait).collect();
+    let counters = world.fake.counters();
+    assert_eq!(counters.refreshes, 1, "{counters:?}");
+    assert_eq!(counters.max_refreshes_per_token(), 1);
+    assert_eq!(counters.invalid_grants, 0);
+    for out in &outputs {
+        assert_eq!(code(out), 0, "{}", text(&out.stderr));
+        let token = text(&out.stdout).trim().to_owned();
+        assert_ne!(token, before);
+        assert!(world.accepts(&token), "a printed token is refused");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_password_prompt_echoes_nothing_in_a_terminal() {
+    use expectrl::{Eof, Expect, Session};
+
+    let world = World::new("pty");
+    let mut command = world.command(&["login", "-i", &world.url()]);
+    command.env("TERM", "dumb");
+    let mut terminal = Session::spawn(command).expect("spawn in a pseudo-terminal");
+    terminal.set_expect_timeout(Some(Duration::from_secs(20)));
+    terminal.expect("Username: ").unwrap();
+    terminal.send_line("alice").unwrap();
+    terminal.expect("Password: ").unwrap();
+    terminal.send_line("alice-pw").unwrap();
+    let rest = terminal.expect(Eof).unwrap();
+    let shown = format!("{}{}", text(rest.before()), text(rest.as_bytes()));
+    assert!(shown.contains("logged in to"), "{shown:?}");
+    assert!(
+        !shown.contains("alice-pw"),
+        "the password was echoed: {shown:?}"
+    );
+    assert_eq!(world.fake.counters().logins, 1);
+}
