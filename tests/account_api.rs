@@ -41,9 +41,14 @@ fn requests_go_to_peertube_s_routes_without_a_token() {
         list.uri(),
         "https://video.example.org/api/v1/users/12/token-sessions?start=0&count=50&sort=createdAt"
     );
-    let revoke = RevokeTokenSession::new(12, 497)
-        .request(&instance())
-        .unwrap();
+    let list_of = ListTokenSessions::new(12);
+    assert_eq!(
+        (list_of.user_id(), list_of.first(), list_of.page_size()),
+        (12, 0, 50)
+    );
+    let revoke_of = RevokeTokenSession::new(12, 497);
+    assert_eq!(revoke_of.session_id(), 497);
+    let revoke = revoke_of.request(&instance()).unwrap();
     assert_eq!(revoke.method(), Method::POST);
     assert_eq!(
         revoke.uri(),

@@ -718,3 +718,40 @@ fn the_access_token_stays_under_the_instances_path_prefix() {
     session.authorize(&mut inside, t0()).unwrap();
     assert!(inside.headers().get("authorization").is_some());
 }
+
+// ----- the current token session revoked through the token-session route -----
+
+fn authorized_request(session: &Session) -> peertube_session::Authorized {
+    let mut request = http::Request::get("https://video.example.org/api/v1/users/me")
+        .body(())
+        .unwrap();
+    session.authorize(&mut request, t0()).unwrap()
+}
+
+#[test]
+fn revoking_the_current_token_session_is_a_logout() {
+    let mut session = logged_in();
+    let ticket = authorized_request(&session);
+    assert!(session.current_session_revoked(&ticket));
+    assert_eq!(session.state(), State::Revoked);
+    assert_eq!(session.save(), revoked().save());
+    // Once is enough: there is nothing left to revoke.
+    assert!(!session.current_session_revoked(&ticket));
+    assert_eq!(session.state(), State::Revoked);
+}
+
+#[test]
+fn a_token_replaced_since_is_not_the_one_revoked() {
+    let mut session = logged_in();
+    let before = authorized_request(&session);
+    let (_, pending) = session.refresh().unwrap();
+    session
+        .handle(pending, &tokens("access-2", "refresh-2"), at(10))
+        .unwrap();
+    assert!(!session.current_session_revoked(&before));
+    assert_eq!(session.state(), State::LoggedIn);
+    // Another session's ticket changes nothing either.
+    let other = logged_in();
+    assert!(!session.current_session_revoked(&authorized_request(&other)));
+    assert_eq!(session.state(), State::LoggedIn);
+}
