@@ -416,6 +416,8 @@ fn fifty_token_commands_at_once_refresh_once() {
     let world = World::new("fifty");
     world.login_alice();
     let before = text(&world.run(&["token"], "").stdout).trim().to_owned();
+    // A day later: the access token has expired, here and on the instance.
+    world.fake.advance(Duration::from_secs(86_400));
     expire_access_token(&world.session_file("default"));
     let children: Vec<_> = (0..50)
         .map(|_| {
@@ -430,6 +432,7 @@ fn fifty_token_commands_at_once_refresh_once() {
         .collect();
     let outputs: Vec<Output> = children.into_iter().map(wait).collect();
     let counters = world.fake.counters();
+    assert!(!world.accepts(&before));
     assert_eq!(counters.refreshes, 1, "{counters:?}");
     assert_eq!(counters.max_refreshes_per_token(), 1);
     assert_eq!(counters.invalid_grants, 0);

@@ -301,8 +301,8 @@ impl AllTokenSessions {
                 self.sessions.push(session);
             }
         }
-        let more = received > 0
-            && received >= u64::from(page.page_size())
+        // A full page (never empty: pages hold at least one) that has not reached the total.
+        let more = received >= u64::from(page.page_size().max(1))
             && end < answer.total
             && self.pages < MAX_PAGES;
         self.next = more.then(|| page.start(end));
