@@ -203,6 +203,9 @@ fn recorded_revoke_is_a_success() {
 
 #[test]
 fn recorded_6_3_answer_to_the_missing_route_is_not_supported() {
+    // The columns came with migration server/core/initializers/migrations/0920-token-sessions.ts
+    // (PeerTube 7.3.0); before, `/api/v1/*` ends in PeerTube's catch-all `badRequest`: 400 and
+    // nothing else.
     let error = api::parse(
         &ListTokenSessions::new(1),
         &fixture("51-token-sessions-list-route-missing"),
@@ -259,6 +262,9 @@ fn recorded_bad_parameters_are_server_errors_not_unsupported() {
 
 #[test]
 fn recorded_unknown_session_is_not_found() {
+    // server/core/middlewares/validators/token.ts:28-45 (at 498bf26): `revokeTokenSessionValidator`
+    // answers 404 with this detail when `loadSessionOf` (server/core/models/oauth/oauth-token.ts)
+    // finds no session of that id among the user's whose tokens are both alive.
     let error = api::parse(
         &RevokeTokenSession::new(1, 495),
         &fixture8("18-token-sessions-revoke-unknown-or-revoked"),
@@ -274,6 +280,9 @@ fn recorded_unknown_session_is_not_found() {
 
 #[test]
 fn recorded_other_user_s_sessions_are_forbidden() {
+    // server/core/middlewares/validators/token.ts:9-26 (at 498bf26): `manageTokenSessionsValidator`
+    // checks the user exists (404), then `checkCanManageAccount` with `UserRight.MANAGE_USERS`
+    // (403, no `code`) and `checkCanModerate`.
     let error = api::parse(
         &RevokeTokenSession::new(2, 500),
         &fixture8("21-token-sessions-revoke-other-users"),

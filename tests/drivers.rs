@@ -2,6 +2,9 @@
 //! fake PeerTube on loopback. Every test is bounded: transports time out after a few seconds.
 #![cfg(all(feature = "ureq", feature = "hyper", feature = "fake"))]
 
+#[macro_use]
+mod support;
+
 use http::StatusCode;
 use peertube_session::asynchronous::{AsyncClient, HttpsConnector, HyperTransport};
 use peertube_session::blocking::Config;
@@ -439,18 +442,7 @@ fn a_user_blocked_mid_session_must_log_in_again<D: Driver>(make: fn(&Setup, Sess
     assert!(matches!(error, Error::AccountUnavailable(_)), "{error:?}");
 }
 
-macro_rules! behaviour {
-    ($($scenario:ident),* $(,)?) => {
-        mod with_ureq {
-            $(#[test] fn $scenario() { super::$scenario(super::blocking); })*
-        }
-        mod with_hyper {
-            $(#[test] fn $scenario() { super::$scenario(super::asynchronous); })*
-        }
-    };
-}
-
-behaviour!(
+with_both_drivers!(
     full_session,
     two_factor_with_a_real_totp,
     wrong_password,

@@ -4,6 +4,9 @@
 //! old server without the routes. Every exchange is bounded by a 5 s timeout.
 #![cfg(all(feature = "ureq", feature = "hyper", feature = "fake"))]
 
+#[macro_use]
+mod support;
+
 use http::HeaderValue;
 use peertube_session::api::{Endpoint, ListTokenSessions, Me, TokenSession, UserRole};
 use peertube_session::asynchronous::{AsyncClient, HttpsConnector, HyperTransport};
@@ -408,18 +411,7 @@ fn many_sessions_are_walked_page_by_page<D: Driver>(make: Make<D>) {
     assert_eq!(one_page.len(), 100);
 }
 
-macro_rules! both_drivers {
-    ($($scenario:ident),* $(,)?) => {
-        mod blocking_driver {
-            $(#[test] fn $scenario() { super::$scenario(super::blocking); })*
-        }
-        mod async_driver {
-            $(#[test] fn $scenario() { super::$scenario(super::asynchronous); })*
-        }
-    };
-}
-
-both_drivers!(
+with_both_drivers!(
     the_list_shows_each_program_s_user_agent,
     revoking_another_session_kills_its_tokens,
     logging_out_everywhere_else_keeps_only_this_session,

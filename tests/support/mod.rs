@@ -94,3 +94,17 @@ pub fn tokens(access: &str, refresh: &str) -> http::Response<Vec<u8>> {
 pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes(body).expect("a form-urlencoded body")
 }
+
+/// Runs every scenario with both drivers: the test file defines `blocking` and `asynchronous`,
+/// each making a client of one driver kind, and each scenario takes one of them.
+#[macro_export]
+macro_rules! with_both_drivers {
+    ($($scenario:ident),* $(,)?) => {
+        mod with_ureq {
+            $(#[test] fn $scenario() { super::$scenario(super::blocking); })*
+        }
+        mod with_hyper {
+            $(#[test] fn $scenario() { super::$scenario(super::asynchronous); })*
+        }
+    };
+}
