@@ -169,10 +169,12 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     "no listed session is marked as the current one",
                 ));
             };
+            // A session marked current on an earlier page, when a refresh of ours came between
+            // two pages, is our old pair: already gone (its revocation is a 404, skipped).
             let others: Vec<TokenSession> = listing
                 .sessions
                 .into_iter()
-                .filter(|s| s.id != mine.id && !s.current_session)
+                .filter(|s| s.id != mine.id)
                 .collect();
             kept = Some(mine);
             if others.is_empty() {
