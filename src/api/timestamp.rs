@@ -300,7 +300,11 @@ mod tests {
         ] {
             assert_eq!(Timestamp::parse(text), None, "{text:?}");
         }
-        let too_long = format!("2026-11-28T20:55:25.{}Z", "1".repeat(60));
+        // At most 64 bytes are read: the longest fraction that fits is taken, one more is not.
+        let longest = format!("2026-11-28T20:55:25.{}Z", "1".repeat(43));
+        assert_eq!(longest.len(), 64);
+        assert!(Timestamp::parse(&longest).is_some());
+        let too_long = format!("2026-11-28T20:55:25.{}Z", "1".repeat(44));
         assert_eq!(Timestamp::parse(&too_long), None);
     }
 
