@@ -178,8 +178,15 @@ fn a_whole_session_from_the_command_line() {
     assert_eq!(listed[0]["currentSession"], true);
     assert_eq!(listed[0]["loginIP"], "127.0.0.1");
 
-    let out = world.run(&["logout"], "");
+    let as_json: serde_json::Value =
+        serde_json::from_slice(&world.run(&["token", "--json"], "").stdout).unwrap();
+    assert_eq!(as_json["access_token"], token.as_str());
+    assert!(as_json["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    let out = world.run(&["logout", "--json"], "");
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["was_logged_in"], true);
     assert!(!world.accepts(&token));
     assert_eq!(world.fake.counters().live_sessions, 0);
     let after = world.run(&["token"], "");
@@ -308,6 +315,28 @@ fn profiles_keep_accounts_side_by_side_and_a_new_login_ends_the_old_one() {
     assert_eq!(code(&bob), 0);
     let status: serde_json::Value =
         serde_json::from_slice(&world.run(&["status", "--json", "-p", "bob"], "").stdout).unwrap();
+    let json_login = world.run(
+        &[
+            "--json",
+            "login",
+            "-i",
+            &world.url(),
+            "-u",
+            "alice",
+            "-p",
+            "scripted",
+        ],
+        "alice-pw\n",
+    );
+    let said: serde_json::Value = serde_json::from_slice(&json_login.stdout).unwrap();
+    assert_eq!(
+        (said["profile"].as_str(), said["account"].as_str()),
+        (Some("scripted"), Some("alice"))
+    );
+    assert_eq!(
+        world.run(&["logout", "-p", "scripted"], "").status.code(),
+        Some(0)
+    );
     assert_eq!(status["account"], "bob");
     assert_eq!(world.fake.counters().live_sessions, 2);
     world.login_alice();

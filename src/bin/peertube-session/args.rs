@@ -21,6 +21,10 @@ pub struct Cli {
     )]
     pub profile: String,
 
+    /// Print what the command did as JSON, for scripts
+    #[arg(long, global = true)]
+    pub json: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,16 +51,9 @@ pub enum Command {
     /// Print `Authorization: Bearer <token>`, for `curl -H @-`
     Header,
     /// Show the instance, the account, the state and when the tokens expire
-    Status {
-        /// As JSON
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// List the account's login sessions (PeerTube 7.3 or later), or end some
     Sessions {
-        /// As JSON
-        #[arg(long, global = true)]
-        json: bool,
         #[command(subcommand)]
         action: Option<SessionsAction>,
     },

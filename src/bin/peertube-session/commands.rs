@@ -33,6 +33,7 @@ pub fn login(
     address: &str,
     username: Option<String>,
     allow_http: bool,
+    json: bool,
 ) -> Result<(), Failure> {
     let mut about = About {
         instance: address.to_owned(),
@@ -61,23 +62,58 @@ pub fn login(
     {
         let _ = BlockingClient::from_session(UreqTransport::new(), session).logout();
     }
-    eprintln!(
-        "logged in to {} as {} (profile {})",
-        about.instance,
-        about.username,
-        profile.name()
-    );
+    if json {
+        print_json(&serde_json::json!({
+            "profile": profile.name(),
+            "instance": about.instance,
+            "account": about.username,
+        }));
+    } else {
+        eprintln!(
+            "logged in to {} as {} (profile {})",
+            about.instance,
+            about.username,
+            profile.name()
+        );
+    }
     Ok(())
 }
 
-pub fn token(profile: &Profile, as_header: bool) -> Result<(), Failure> {
-    let token = logged_in_client(profile)?.access_token()?;
-    if as_header {
-        println!("Authorization: Bearer {}", token.expose_secret());
+/// How `token` prints the token.
+pub enum Shape {
+    Token,
+    /// `Authorization: Bearer <token>`.
+    Header,
+}
+
+pub fn token(profile: &Profile, shape: Shape, json: bool) -> Result<(), Failure> {
+    let client = logged_in_client(profile)?;
+    let token = client.access_token()?;
+    let secret = token.expose_secret();
+    let line = match shape {
+        Shape::Token => secret.to_owned(),
+        Shape::Header => format!("Authorization: Bearer {secret}"),
+    };
+    if json {
+        let expires = client
+            .with_session(|session| session.access_expires_at())
+            .map(|at| Timestamp::from(at).to_string());
+        let member = match shape {
+            Shape::Token => "access_token",
+            Shape::Header => "header",
+        };
+        print_json(&serde_json::json!({ member: line, "expires_at": expires }));
     } else {
-        println!("{}", token.expose_secret());
+        println!("{line}");
     }
     Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 pub fn status(profile: &Profile, json: bool) -> Result<(), Failure> {
@@ -230,15 +266,27 @@ pub fn revoke(profile: &Profile, id: Option<u64>, others: bool, json: bool) -> R
     Ok(())
 }
 
-pub fn logout(profile: &Profile) -> Result<(), Failure> {
+pub fn logout(profile: &Profile, json: bool) -> Result<(), Failure> {
     let client = logged_in_client(profile)?;
-    match client.logout() {
-        Ok(_) => eprintln!("logged out (profile {})", profile.name()),
+    let was_logged_in = match client.logout() {
+        Ok(_) => true,
         // Nothing alive on the server to end: forgetting it here is all there is to do.
-        Err(error) if Failure::from(error.clone()).is_not_logged_in() => {
-            eprintln!("was not logged in (profile {})", profile.name());
-        }
+        Err(error) if Failure::from(error.clone()).is_not_logged_in() => false,
         Err(error) => return Err(error.into()),
+    };
+    profile.forget()?;
+    if json {
+        print_json(&serde_json::json!({
+            "profile": profile.name(),
+            "was_logged_in": was_logged_in,
+        }));
+    } else if was_logged_in {
+        eprintln!("logged out (profile {})", profile.name());
+    } else {
+        eprintln!(
+            "was not logged in (profile {}); forgotten here",
+            profile.name()
+        );
     }
-    profile.forget()
+    Ok(())
 }

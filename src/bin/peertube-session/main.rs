@@ -37,21 +37,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let profile = profile::Profile::named(&cli.profile)?;
+    let json = cli.json;
     match cli.command {
         Command::Login {
             instance,
             username,
             allow_http,
-        } => commands::login(&profile, &instance, username, allow_http),
-        Command::Token => commands::token(&profile, false),
-        Command::Header => commands::token(&profile, true),
-        Command::Status { json } => commands::status(&profile, json),
-        Command::Sessions { json, action } => match action {
+        } => commands::login(&profile, &instance, username, allow_http, json),
+        Command::Token => commands::token(&profile, commands::Shape::Token, json),
+        Command::Header => commands::token(&profile, commands::Shape::Header, json),
+        Command::Status => commands::status(&profile, json),
+        Command::Sessions { action } => match action {
             None => commands::sessions(&profile, json),
             Some(SessionsAction::Revoke { id, others }) => {
                 commands::revoke(&profile, id, others, json)
             }
         },
-        Command::Logout => commands::logout(&profile),
+        Command::Logout => commands::logout(&profile, json),
     }
 }
