@@ -295,3 +295,31 @@ fn after_a_401_a_client_takes_the_pair_another_saved_and_sends_no_refresh() {
         "{counters:?}"
     );
 }
+
+#[test]
+fn a_stored_pair_that_is_dead_too_is_refreshed_not_handed_back() {
+    // Each access token serves one call. `b`'s token dies; the pair it then takes from the store
+    // (`a` refreshed and used it) is dead as well: `b` refreshes itself and gets its answer,
+    // instead of giving back the second 401 as if its own refresh had failed.
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .access_token_uses(1)
+        .build();
+    let store = Arc::new(MemoryStore::new());
+    let client = || {
+        BlockingClient::new(transport(&fake), instance())
+            .with_config(config(&fake))
+            .with_store(store.clone())
+    };
+    let (a, b) = (client(), client());
+    a.login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200); // the first token, used up
+    assert_eq!(a.send_authorized(me()).unwrap().status(), 200); // refreshed, the second used up
+    assert_eq!(fake.counters().refreshes, 1);
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    let counters = fake.counters();
+    assert_eq!(counters.refreshes, 2, "{counters:?}");
+    assert_eq!(counters.max_refreshes_per_token(), 1);
+}
