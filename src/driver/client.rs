@@ -453,21 +453,18 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         body_limit: usize,
     ) -> Result<Sent, Error> {
         let mut tries = 0;
-        let (ticket, token) = loop {
+        let ticket = loop {
             tries += 1;
             self.ensure_fresh_within(deadline).await?;
             let now = self.now();
-            let authorized = {
-                let session = self.session();
-                session
-                    .authorize(&mut request, now)
-                    .map(|ticket| (ticket, session.access_token().cloned()))
-            };
+            let authorized = self.session().authorize(&mut request, now);
             match authorized {
                 Err(Error::AccessTokenExpired) if tries < MAX_AUTHORIZE_TRIES => continue,
                 other => break other?,
             }
         };
+        // A reference count, not a copy of the token: every call pays for it.
+        let bearer = request.headers().get(http::header::AUTHORIZATION).cloned();
         self.stamp_capped(&mut request, deadline, body_limit)?;
         let response = self
             .transport
@@ -476,7 +473,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             .map_err(Error::Transport)?;
         Ok(Sent {
             ticket,
-            token,
+            bearer,
             response,
         })
     }
@@ -610,9 +607,17 @@ impl Drop for InFlight<'_> {
 /// An authorized request's answer, and the token it carried.
 pub(crate) struct Sent {
     pub(crate) ticket: Authorized,
-    /// The access token on the request, to clean out of the answer's text.
-    pub(crate) token: Option<AccessToken>,
+    /// The request's `Authorization` header, to clean its token out of the answer's text.
+    pub(crate) bearer: Option<http::HeaderValue>,
     pub(crate) response: Response<Vec<u8>>,
+}
+
+impl Sent {
+    /// The access token the request carried.
+    pub(crate) fn token(&self) -> Option<&str> {
+        let value = self.bearer.as_ref()?.to_str().ok()?;
+        value.strip_prefix("Bearer ")
+    }
 }
 
 /// How many times `send_authorized` sends one request at most. A 401 `invalid_token` for the

@@ -1,7 +1,7 @@
 //! The account's API through the driver ([`crate::api`]): any endpoint as an authorized call,
 //! and the token-session operations built on it.
 
-use super::{AsyncClient, AsyncTransport, Sent};
+use super::{AsyncClient, AsyncTransport};
 use crate::api::{
     AllTokenSessions, Endpoint, Me, RevokeTokenSession, SessionSort, TokenSession, UsersMe,
 };
@@ -60,20 +60,17 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     ) -> Result<(E::Output, Authorized), Error> {
         let request = endpoint.request(&self.instance())?;
         let body_limit = self.config.body_limit().max(E::BODY_LIMIT);
-        let Sent {
-            ticket,
-            token,
-            response,
-        } = self
+        let sent = self
             .send_authorized_capped(request, deadline, body_limit)
             .await?;
-        let secrets = token
-            .as_ref()
-            .map_or_else(Secrets::none, Secrets::for_bearer);
+        let secrets = match sent.token() {
+            Some(token) => Secrets::none().with(token),
+            None => Secrets::none(),
+        };
         let output = Parser::new()
             .with_body_limit(body_limit)
-            .endpoint(endpoint, &response, &secrets)?;
-        Ok((output, ticket))
+            .endpoint(endpoint, &sent.response, &secrets)?;
+        Ok((output, sent.ticket))
     }
 
     pub(crate) async fn me_within(&self, deadline: CallDeadline) -> Result<Me, Error> {
