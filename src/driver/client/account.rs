@@ -67,9 +67,11 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             Some(token) => Secrets::none().with(token),
             None => Secrets::none(),
         };
-        let output = Parser::new()
-            .with_body_limit(body_limit)
-            .endpoint(endpoint, &sent.response, &secrets)?;
+        let output = Parser::new().with_body_limit(body_limit).endpoint(
+            endpoint,
+            &sent.response,
+            &secrets,
+        )?;
         Ok((output, sent.ticket))
     }
 
