@@ -9,11 +9,12 @@ use http::StatusCode;
 use peertube_session::asynchronous::{AsyncClient, HttpsConnector, HyperTransport};
 use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, UreqTransport};
-use peertube_session::fake::{FakePeerTube, FakeUser, Fault, LoopbackServer, totp};
+use peertube_session::fake::{FakePeerTube, FakeUser, Fault, totp};
 use peertube_session::{
     Body, Credentials, Error, Instance, SavedSession, Session, State, TransportErrorKind,
 };
 use std::time::Duration;
+use support::Served as Setup;
 
 const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -96,21 +97,7 @@ impl Driver for Async {
     }
 }
 
-struct Setup {
-    fake: FakePeerTube,
-    server: LoopbackServer,
-}
-
 impl Setup {
-    fn new(fake: FakePeerTube) -> Self {
-        let server = fake.serve().expect("serve the fake on loopback");
-        Setup { fake, server }
-    }
-
-    fn instance(&self) -> Instance {
-        Instance::new(&self.server.base_url()).unwrap()
-    }
-
     fn me(&self) -> http::Request<Body> {
         http::Request::get(self.instance().uri("/api/v1/users/me").unwrap())
             .body(Body::default())

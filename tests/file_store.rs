@@ -1,26 +1,19 @@
 //! The file store on its own: what it writes, what it refuses, its lease.
 #![cfg(feature = "file-store")]
 
+mod support;
+
 use peertube_session::store::{FileStore, Record, SessionStore, StoreError, Version};
 use peertube_session::{Instance, Session};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A directory of its own for one test, removed when the test ends.
 struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "peertube-session-store-{}-{name}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        Scratch(support::scratch_dir(&format!("store-{name}")))
     }
 
     fn file(&self) -> PathBuf {

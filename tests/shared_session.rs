@@ -3,6 +3,8 @@
 #![cfg(all(feature = "ureq", feature = "fake", feature = "file-store"))]
 
 #[cfg(feature = "redis")]
+mod support;
+
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -17,7 +19,7 @@ use peertube_session::{Credentials, Error, Instance};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Set in a worker process: what it is to do.
 const WORKER: &str = "PEERTUBE_SESSION_TEST_WORKER";
@@ -150,19 +152,6 @@ fn work<S: SessionStore + 'static>(mut client: BlockingClient<UreqTransport, S>,
     }
 }
 
-fn scratch_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "peertube-session-test-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Waits for every child, killing them all past [`BOUND`].
 fn wait_all(mut children: Vec<Child>) -> Vec<bool> {
     let started = Instant::now();
@@ -192,7 +181,7 @@ fn wait_all(mut children: Vec<Child>) -> Vec<bool> {
 #[test]
 fn processes_sharing_a_file_store_refresh_once_per_expiry() {
     let _alone = one_at_a_time();
-    let dir = scratch_dir();
+    let dir = support::scratch_dir("test");
     let store = dir.join("session.json");
     shared_by_processes(&store, |base_url| client(base_url, &store).into_dyn());
     #[cfg(unix)]
@@ -306,7 +295,7 @@ fn a_dead_refresh_token_means_one_login_across_every_process() {
         .no_rate_limit()
         .build();
     let server = fake.serve().unwrap();
-    let dir = scratch_dir();
+    let dir = support::scratch_dir("test");
     let store = dir.join("session.json");
     client(&server.base_url(), &store)
         .login(&Credentials::password("alice", "old-pw"))
@@ -344,7 +333,7 @@ fn a_lease_holder_killed_mid_refresh_holds_the_others_only_until_its_lease_ends(
         .no_rate_limit()
         .build();
     let server = fake.serve().unwrap();
-    let dir = scratch_dir();
+    let dir = support::scratch_dir("test");
     let store = dir.join("session.json");
     client(&server.base_url(), &store)
         .login(&Credentials::password("alice", "alice-pw"))

@@ -13,11 +13,12 @@ use peertube_session::asynchronous::{AsyncClient, HttpsConnector, HyperTransport
 use peertube_session::blocking::{
     BlockingClient, Config, DEFAULT_USER_AGENT, OtherSessionsEnded, SessionRevoked, UreqTransport,
 };
-use peertube_session::fake::{FakePeerTube, FakeRole, FakeUser, LoopbackServer, ServerVersion};
+use peertube_session::fake::{FakePeerTube, FakeRole, FakeUser, ServerVersion};
 use peertube_session::store::MemoryStore;
 use peertube_session::{Credentials, Error, Instance, State};
 use std::sync::Arc;
 use std::time::Duration;
+use support::Served as Setup;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -99,21 +100,7 @@ impl Driver for Async {
 /// `None`), sharing `store`.
 type Make<D> = fn(&Setup, Option<&'static str>, Arc<MemoryStore>) -> D;
 
-struct Setup {
-    fake: FakePeerTube,
-    server: LoopbackServer,
-}
-
 impl Setup {
-    fn new(fake: FakePeerTube) -> Self {
-        let server = fake.serve().expect("serve the fake on loopback");
-        Setup { fake, server }
-    }
-
-    fn instance(&self) -> Instance {
-        Instance::new(&self.server.base_url()).unwrap()
-    }
-
     fn config(&self, user_agent: Option<&'static str>) -> Config {
         let fake = self.fake.clone();
         let mut config = Config::builder().timeout(TIMEOUT).clock(move || fake.now());

@@ -108,3 +108,38 @@ macro_rules! with_both_drivers {
         }
     };
 }
+
+/// A new, empty directory under the system's temporary one, unique to this process and
+/// moment. Whoever makes it removes it.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!(
+        "peertube-session-{name}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The fake PeerTube served on a loopback port, for the driver suites.
+#[cfg(feature = "fake")]
+pub struct Served {
+    pub fake: peertube_session::fake::FakePeerTube,
+    pub server: peertube_session::fake::LoopbackServer,
+}
+
+#[cfg(feature = "fake")]
+impl Served {
+    pub fn new(fake: peertube_session::fake::FakePeerTube) -> Self {
+        let server = fake.serve().expect("serve the fake on loopback");
+        Served { fake, server }
+    }
+
+    /// The instance it plays.
+    pub fn instance(&self) -> peertube_session::Instance {
+        peertube_session::Instance::new(&self.server.base_url()).unwrap()
+    }
+}
