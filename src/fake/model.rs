@@ -102,11 +102,7 @@ impl Model {
         {
             return response;
         }
-        let address = request
-            .extensions()
-            .get::<ClientAddr>()
-            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.0);
-        let response = self.route(request, path, address);
+        let response = self.route(request, path, client_address(request));
         if let Some((access, seen)) = self.activity.take()
             && let Some(session) = self.sessions.get_mut(&access)
         {
@@ -254,10 +250,7 @@ impl Model {
                 .headers()
                 .get(http::header::USER_AGENT)
                 .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
-            ip: request
-                .extensions()
-                .get::<ClientAddr>()
-                .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.0),
+            ip: client_address(request),
             at: self.now,
         }
     }
@@ -268,6 +261,14 @@ impl Model {
             .filter(|s| s.refresh_expires > self.now)
             .count()
     }
+}
+
+/// The address a request came from (see [`ClientAddr`]).
+fn client_address<B>(request: &Request<B>) -> IpAddr {
+    request
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.0)
 }
 
 /// `GET /api/v1/users/{id}/token-sessions` and `POST …/token-sessions/{id}/revoke`, whatever
