@@ -345,6 +345,30 @@ fn profiles_keep_accounts_side_by_side_and_a_new_login_ends_the_old_one() {
         2,
         "the default profile's first session ended"
     );
+    // A profile whose session file is gone says so, to people and to scripts.
+    let json_login = world.run(
+        &[
+            "--json",
+            "login",
+            "-i",
+            &world.url(),
+            "-u",
+            "alice",
+            "-p",
+            "emptied",
+        ],
+        "alice-pw\n",
+    );
+    assert_eq!(code(&json_login), 0);
+    std::fs::remove_file(world.session_file("emptied")).unwrap();
+    let emptied: serde_json::Value =
+        serde_json::from_slice(&world.run(&["status", "--json", "-p", "emptied"], "").stdout)
+            .unwrap();
+    assert_eq!(emptied["state"], "not_logged_in");
+    assert!(
+        text(&world.run(&["status", "-p", "emptied"], "").stdout)
+            .contains("state:    not logged in")
+    );
 }
 
 #[test]

@@ -122,11 +122,15 @@ pub fn status(profile: &Profile, json: bool) -> Result<(), Failure> {
     let saved = record.as_ref().and_then(|r| r.session.as_ref());
     let tokens = saved.and_then(|s| s.tokens.as_ref());
     let ending = record.as_ref().and_then(|r| r.ending.as_ref());
-    let state = match (tokens, ending) {
-        (Some(_), _) => "logged in",
-        (None, Some(Ending::LoggedOut)) => "logged out",
-        (None, Some(_)) => "login required (the instance refused the refresh token)",
-        (None, None) => "not logged in",
+    // (for scripts, for people)
+    let (state_key, state) = match (tokens, ending) {
+        (Some(_), _) => ("logged_in", "logged in"),
+        (None, Some(Ending::LoggedOut)) => ("logged_out", "logged out"),
+        (None, Some(_)) => (
+            "login_required",
+            "login required (the instance refused the refresh token)",
+        ),
+        (None, None) => ("not_logged_in", "not logged in"),
     };
     let at = |secs: Option<u64>| secs.map(|s| UNIX_EPOCH + Duration::from_secs(s));
     let access = tokens.and_then(|t| at(t.access_expires_at));
@@ -143,7 +147,7 @@ pub fn status(profile: &Profile, json: bool) -> Result<(), Failure> {
             "profile": profile.name(),
             "instance": about.instance,
             "account": about.username,
-            "state": state.split(' ').take(2).collect::<Vec<_>>().join("_"),
+            "state": state_key,
             "access_token_expires_at": access.map(|m| Timestamp::from(m).to_string()),
             "access_token_expires_in": seconds(access),
             "refresh_token_expires_at": refresh.map(|m| Timestamp::from(m).to_string()),
