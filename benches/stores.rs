@@ -139,7 +139,7 @@ fn version_cost(store: &impl SessionStore) -> f64 {
     const CHECKS: u32 = 20_000;
     let started = Instant::now();
     for _ in 0..CHECKS {
-        pollster::block_on(store.version()).unwrap();
+        pollster::block_on(store.version(Instant::now() + Duration::from_secs(5))).unwrap();
     }
     started.elapsed().as_nanos() as f64 / f64::from(CHECKS)
 }
@@ -250,7 +250,13 @@ fn main() {
                     peertube_session::Session::new(instance.clone()).save(),
                     None,
                 );
-                pollster::block_on(file_store.save(Version::EMPTY, record, None)).unwrap();
+                pollster::block_on(file_store.save(
+                    Version::EMPTY,
+                    record,
+                    None,
+                    Instant::now() + Duration::from_secs(5),
+                ))
+                .unwrap();
                 version_cost(&file_store)
             }
             _ => version_cost(&redis_store),

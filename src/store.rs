@@ -6,17 +6,39 @@
 //! version, saves it with compare-and-set on that version, and hands out a refresh [`Lease`]
 //! (bounded wait, time to live, fencing token) so that one process at a time refreshes. The
 //! drivers use it through `with_store`; the decisions they make around it are the pure
-//! functions of this module ([`must_refresh`], [`may_save`], [`is_stale`]), tested without
+//! functions of this module ([`reconcile`], [`may_save`], [`is_stale`]), tested without
 //! any store.
 //!
+//! # The store helps; it is never a single point of failure
+//!
+//! Each process's in-memory session is what its calls use. The store coordinates refreshes
+//! (the lease) and carries new pairs and endings between processes, and it may be slow, away,
+//! restarted empty, wiped or corrupt without failing a call that holds a usable token or ending
+//! a session the server still honours:
+//!
+//! - A record carries the [`Lineage`] of its pair (which login, how many refreshes since), so a
+//!   process can tell whether the store is behind it, ahead of it, or holds a sibling pair.
+//! - A refused refresh becomes everyone's ending only when the store holds the refused pair; a
+//!   process that refreshed an older pair, or found the store empty, ends nobody else's session.
+//! - A process holding a newer pair than the store (its save failed, the store was wiped or
+//!   came back empty) writes it back, under the lease and with compare-and-set; a save refused
+//!   because the store was reset is not a lost race, and the pair is never revoked for it.
+//! - An unreadable record ([`StoreError::Corrupt`]) counts as an empty one: the next save
+//!   replaces it (the file and Redis stores keep the unreadable bytes once beside it).
+//!
+//! Every method takes the moment it must be over by (`until`): the drivers give a call whose
+//! token is usable a short store budget, and a call that needs the store (its token is dead)
+//! the call's deadline.
+//!
 //! This module does no IO: the stores that do live under `transports/` (the file store,
-//! feature `file-store`); [`MemoryStore`] (the default) shares a session between the clients
-//! of one process.
+//! feature `file-store`; Redis, feature `redis`); [`MemoryStore`] (the default) shares a
+//! session between the clients of one process.
 
 #[cfg(feature = "file-store")]
 pub use crate::file_store::FileStore;
 #[cfg(feature = "redis")]
 pub use crate::redis_store::{AsyncRedisStore, RedisStore};
+pub use crate::session::Lineage;
 
 use crate::error::{Error, ErrorCode, ServerError};
 use crate::session::SavedSession;
@@ -96,7 +118,7 @@ impl Ending {
 }
 
 /// What a store holds: the saved session (tokens in clear: see [`SavedSession`]'s security
-/// note), or how it ended.
+/// note), or how it ended, with the lineage of the pair it is about.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -109,6 +131,18 @@ pub struct Record {
     /// How the session ended, when it did.
     #[serde(default)]
     pub ending: Option<Ending>,
+    /// The lineage of the pair this record holds, or of the pair whose end it records. Absent
+    /// in records of earlier versions of this crate, which then always win (as they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
+    /// Set when a process that held the pair wrote it back (into a store that was wiped,
+    /// restarted empty, or behind), not the one that got it from the server: another process
+    /// may hold a newer one and write it over this. The drivers refresh such a pair only once
+    /// it has stood unchanged for a while with the store up, so that a newer pair's holder can
+    /// put it in first. The value is a number the writer drew, so that two write-backs of the
+    /// same pair (after two resets) are told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_back: Option<u64>,
 }
 
 impl Record {
@@ -119,17 +153,47 @@ impl Record {
             version: Version::EMPTY,
             session: None,
             ending: None,
+            lineage: None,
+            written_back: None,
         }
     }
 
-    /// A record of `session`, which ended as `ending` if it did.
+    /// A record of `session`, which ended as `ending` if it did; its lineage is that of the
+    /// session's pair (set another with [`Record::with_lineage`] for an ended session, which
+    /// holds no pair any more).
     pub fn new(session: SavedSession, ending: Option<Ending>) -> Record {
+        let lineage = session.tokens.as_ref().and_then(|tokens| tokens.lineage);
         Record {
             format: RECORD_FORMAT.to_owned(),
             version: Version::EMPTY,
             session: Some(session),
             ending,
+            lineage,
+            written_back: None,
         }
+    }
+
+    /// The same record about the pair of lineage `lineage`.
+    pub fn with_lineage(mut self, lineage: Option<Lineage>) -> Record {
+        self.lineage = lineage;
+        self
+    }
+
+    /// The same record, marked as written back with the number `mark` (see
+    /// [`Record::written_back`]), or not.
+    pub fn with_written_back(mut self, mark: Option<u64>) -> Record {
+        self.written_back = mark;
+        self
+    }
+
+    /// Whether it holds neither a token pair nor an ending: a store that was never written,
+    /// was wiped, or held something unreadable.
+    pub fn is_empty(&self) -> bool {
+        self.ending.is_none()
+            && self
+                .session
+                .as_ref()
+                .is_none_or(|session| session.tokens.is_none())
     }
 
     /// Reads a record from its JSON form, refusing anything that is not one.
@@ -186,6 +250,48 @@ impl Lease {
     }
 }
 
+/// What kept a store from answering, for [`StoreError::Unavailable`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreFault {
+    /// Nothing listens where the store should be (connection refused).
+    Refused,
+    /// The connection was reset or closed in the middle of a command.
+    Dropped,
+    /// No answer in time. For a save, the outcome is unknown: it may have landed, and the
+    /// drivers read the store again before deciding anything on it.
+    TimedOut,
+    /// The store refused the credentials (Redis `NOAUTH`, `WRONGPASS`).
+    Authentication,
+    /// The file system refused (a read-only directory or file).
+    PermissionDenied,
+    /// The store's directory is gone.
+    Missing,
+    /// No space left.
+    Full,
+    /// Another process held the store's lock for the whole time allowed (a process paused
+    /// or stuck while holding it).
+    Busy,
+    /// Anything else; the detail says what.
+    Other,
+}
+
+impl fmt::Display for StoreFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreFault::Refused => "connection refused",
+            StoreFault::Dropped => "connection dropped",
+            StoreFault::TimedOut => "timed out",
+            StoreFault::Authentication => "authentication failed",
+            StoreFault::PermissionDenied => "permission denied",
+            StoreFault::Missing => "directory missing",
+            StoreFault::Full => "no space left",
+            StoreFault::Busy => "locked by another process",
+            StoreFault::Other => "failed",
+        })
+    }
+}
+
 /// A store's failure.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,7 +299,8 @@ pub enum StoreError {
     /// The record changed since it was loaded (compare-and-set refused the save).
     #[error("the stored session changed since it was loaded")]
     Conflict,
-    /// The lease this save was made under was taken over by another process.
+    /// The lease this save was made under was taken over by another process (or the store
+    /// was reset and forgot it).
     #[error("the refresh lease was taken over by another process")]
     LeaseLost,
     /// Another process held the refresh lease for the whole wait.
@@ -202,40 +309,68 @@ pub enum StoreError {
     /// What the store holds is not a session record (corrupt, or another program's).
     #[error("the store holds something that is not a session record: {0}")]
     Corrupt(&'static str),
-    /// The store could not be reached or written (file system, network).
-    #[error("the session store failed: {0}")]
-    Unavailable(String),
+    /// The store could not be reached, read or written.
+    #[error("the session store is unavailable ({fault}): {detail}")]
+    Unavailable {
+        /// What happened.
+        fault: StoreFault,
+        /// The store's own words (never a password or a token).
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// An [`StoreError::Unavailable`] of kind `fault`.
+    pub fn unavailable(fault: StoreFault, detail: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            fault,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// Where a shared session lives. Every method is one short step; the drivers do the waiting
 /// (for a lease, with their call's deadline).
 ///
-/// Implementations: [`MemoryStore`] (one process), the file store (feature `file-store`).
+/// Each method should be over by `until`, answering [`StoreFault::TimedOut`] past it: the
+/// drivers give a call whose token is still usable only a short store budget, so a slow store
+/// never holds up such a call. (A blocking store cannot be interrupted from outside; an async
+/// one is also dropped at `until` by the async driver.)
+///
+/// Implementations: [`MemoryStore`] (one process), the file store (feature `file-store`), the
+/// Redis stores (feature `redis`).
 pub trait SessionStore: Send + Sync {
-    /// The version of the record: cheap, called before every call that uses a token.
-    fn version(&self) -> impl Future<Output = Result<Version, StoreError>> + Send;
+    /// The version of the record: cheap, read every 250 ms by a busy client.
+    fn version(&self, until: Instant) -> impl Future<Output = Result<Version, StoreError>> + Send;
 
     /// The record (of [`Version::EMPTY`] when nothing was saved).
-    fn load(&self) -> impl Future<Output = Result<Record, StoreError>> + Send;
+    fn load(&self, until: Instant) -> impl Future<Output = Result<Record, StoreError>> + Send;
 
     /// Saves `record` if the store is still at `expected` (else [`StoreError::Conflict`]) and,
     /// with a lease, if that lease was not taken over (else [`StoreError::LeaseLost`]).
-    /// Returns the new version.
+    /// Returns the new version. A record that cannot be read counts as an empty one of the
+    /// store's current version: a save replaces it.
     fn save(
         &self,
         expected: Version,
         record: Record,
         lease: Option<&Lease>,
+        until: Instant,
     ) -> impl Future<Output = Result<Version, StoreError>> + Send;
 
     /// Takes the refresh lease for `ttl` if nobody holds it (or its holder's time ran out).
     fn try_lease(
         &self,
         ttl: Duration,
+        until: Instant,
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 
     /// Gives the lease back (nothing happens if it was taken over).
-    fn release(&self, lease: Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn release(
+        &self,
+        lease: Lease,
+        until: Instant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A store in memory: the clients given the same `Arc<MemoryStore>` (or a reference) share
@@ -266,12 +401,13 @@ impl MemoryStore {
     }
 }
 
+/// Memory answers at once: `until` is never reached.
 impl SessionStore for MemoryStore {
-    async fn version(&self) -> Result<Version, StoreError> {
+    async fn version(&self, _until: Instant) -> Result<Version, StoreError> {
         Ok(Version(self.version.load(Ordering::Acquire)))
     }
 
-    async fn load(&self) -> Result<Record, StoreError> {
+    async fn load(&self, _until: Instant) -> Result<Record, StoreError> {
         Ok(self.state().record.clone().unwrap_or_else(Record::empty))
     }
 
@@ -280,6 +416,7 @@ impl SessionStore for MemoryStore {
         expected: Version,
         mut record: Record,
         lease: Option<&Lease>,
+        _until: Instant,
     ) -> Result<Version, StoreError> {
         let mut state = self.state();
         let current = state.record.as_ref().map_or(Version::EMPTY, |r| r.version);
@@ -292,7 +429,7 @@ impl SessionStore for MemoryStore {
         Ok(version)
     }
 
-    async fn try_lease(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+    async fn try_lease(&self, ttl: Duration, _until: Instant) -> Result<Option<Lease>, StoreError> {
         let now = Instant::now();
         let mut state = self.state();
         if state.lease.as_ref().is_some_and(|(_, until)| now < *until) {
@@ -307,7 +444,7 @@ impl SessionStore for MemoryStore {
         Ok(Some(Lease::new(state.fence, holder)))
     }
 
-    async fn release(&self, lease: Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: Lease, _until: Instant) -> Result<(), StoreError> {
         let mut state = self.state();
         if state.lease.as_ref().map(|(holder, _)| holder.as_str()) == Some(lease.holder()) {
             state.lease = None;
@@ -317,28 +454,34 @@ impl SessionStore for MemoryStore {
 }
 
 impl<S: SessionStore> SessionStore for std::sync::Arc<S> {
-    fn version(&self) -> impl Future<Output = Result<Version, StoreError>> + Send {
-        (**self).version()
+    fn version(&self, until: Instant) -> impl Future<Output = Result<Version, StoreError>> + Send {
+        (**self).version(until)
     }
-    fn load(&self) -> impl Future<Output = Result<Record, StoreError>> + Send {
-        (**self).load()
+    fn load(&self, until: Instant) -> impl Future<Output = Result<Record, StoreError>> + Send {
+        (**self).load(until)
     }
     fn save(
         &self,
         expected: Version,
         record: Record,
         lease: Option<&Lease>,
+        until: Instant,
     ) -> impl Future<Output = Result<Version, StoreError>> + Send {
-        (**self).save(expected, record, lease)
+        (**self).save(expected, record, lease, until)
     }
     fn try_lease(
         &self,
         ttl: Duration,
+        until: Instant,
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send {
-        (**self).try_lease(ttl)
+        (**self).try_lease(ttl, until)
     }
-    fn release(&self, lease: Lease) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).release(lease)
+    fn release(
+        &self,
+        lease: Lease,
+        until: Instant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release(lease, until)
     }
 }
 
@@ -370,29 +513,60 @@ pub fn is_stale(seen: Option<Version>, current: Version) -> bool {
     seen != Some(current)
 }
 
-/// What the holder of the refresh lease does once it has reloaded the record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefreshPlan {
-    /// The reloaded pair is still due (or was rejected): refresh it.
-    Refresh,
-    /// Another process refreshed already: use the stored pair, send nothing.
-    UseStored,
-    /// The session ended in the store: answer with this error, send nothing.
-    Ended(Ending),
-    /// The store holds no session: refresh the local one (and save it).
-    RefreshLocal,
+/// What a process does about the record it read, next to what it holds (see [`reconcile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconcile {
+    /// The store holds what this process holds (or both hold nothing): nothing to do.
+    InStep,
+    /// The store holds something newer: a later pair or login, a sibling pair saved first, or
+    /// an ending that binds this process. Take it.
+    Take,
+    /// This process holds something newer than the store: a pair descending from the stored
+    /// one, a later login, an ending the store has not learnt, or the store holds nothing.
+    /// Write it back (under the lease, compare-and-set).
+    WriteBack,
 }
 
-/// The refresh lease holder's decision on the reloaded `record`: `due` says whether its
-/// session still needs a refresh (the session answers it, with its clock and margin).
-pub fn must_refresh(record: &Record, due: bool) -> RefreshPlan {
-    if let Some(ending) = &record.ending {
-        return RefreshPlan::Ended(ending.clone());
+/// What a process holding the pair of lineage `ours` (the one that ended as `ours_ending`, if it
+/// did; `None` for a process that never held a pair) does about `record`.
+///
+/// - A record of an earlier version of this crate (no lineage) wins, as it always did.
+/// - The same pair: whichever side knows it ended is newer.
+/// - A later pair of the same login, or a later login, wins; so does a sibling pair (the same
+///   pair refreshed twice at once) that reached the store first.
+/// - When ours is newer, the store's pair is dead on the server (ours descends from it) or
+///   older than a deliberate login: ours is written back. Except: a logout in the store ends
+///   its whole login, newer pairs of it included (a logout is never undone); and a refusal of
+///   a pair the store does not hold is ours alone (fenced: it ends nobody else's session).
+pub fn reconcile(
+    ours: Option<Lineage>,
+    ours_ending: Option<&Ending>,
+    record: &Record,
+) -> Reconcile {
+    let refused = matches!(ours_ending, Some(Ending::RefreshRefused { .. }));
+    let (ours, theirs) = match (ours, record.lineage) {
+        (_, None) if !record.is_empty() => return Reconcile::Take,
+        (None, None) => return Reconcile::InStep,
+        (Some(_), None) if refused => return Reconcile::InStep,
+        (Some(_), None) => return Reconcile::WriteBack,
+        (None, Some(_)) => return Reconcile::Take,
+        (Some(ours), Some(theirs)) => (ours, theirs),
+    };
+    if ours == theirs {
+        return match (record.ending.is_some(), ours_ending.is_some()) {
+            (true, false) => Reconcile::Take,
+            (false, true) => Reconcile::WriteBack,
+            _ => Reconcile::InStep,
+        };
     }
-    match (&record.session, due) {
-        (None, _) => RefreshPlan::RefreshLocal,
-        (Some(_), true) => RefreshPlan::Refresh,
-        (Some(_), false) => RefreshPlan::UseStored,
+    if theirs.supersedes(&ours) || theirs.is_sibling_of(&ours) {
+        return Reconcile::Take;
+    }
+    let logged_out = matches!(record.ending, Some(Ending::LoggedOut));
+    match ours_ending {
+        _ if logged_out && theirs.login == ours.login => Reconcile::Take,
+        Some(Ending::RefreshRefused { .. }) => Reconcile::InStep,
+        _ => Reconcile::WriteBack,
     }
 }
 
@@ -466,24 +640,106 @@ mod tests {
         }
     }
 
+    /// A record holding the pair of lineage `lineage` (ended as `ending`, if given).
+    fn holding(lineage: Option<Lineage>, ending: Option<Ending>) -> Record {
+        let mut record = Record::new(saved(), ending).with_lineage(lineage);
+        if lineage.is_some() && record.ending.is_none() {
+            record = with_tokens(record);
+        }
+        record
+    }
+
+    fn with_tokens(mut record: Record) -> Record {
+        let session = record.session.get_or_insert_with(saved);
+        session.client = Some(crate::OAuthClient::new("id", "secret"));
+        session.tokens = Some(
+            serde_json::from_value(serde_json::json!({
+                "access_token": "a", "refresh_token": "r", "issued_at": 1
+            }))
+            .unwrap(),
+        );
+        record
+    }
+
     #[test]
-    fn the_lease_holder_refreshes_only_a_pair_still_due() {
-        let live = Record::new(saved(), None);
-        let ended = Record::new(saved(), Some(Ending::LoggedOut));
-        assert_eq!(must_refresh(&live, true), RefreshPlan::Refresh);
-        assert_eq!(must_refresh(&live, false), RefreshPlan::UseStored);
-        assert_eq!(
-            must_refresh(&Record::empty(), true),
-            RefreshPlan::RefreshLocal
-        );
-        assert_eq!(
-            must_refresh(&Record::empty(), false),
-            RefreshPlan::RefreshLocal
-        );
-        for due in [true, false] {
+    fn the_newer_side_wins_and_a_refusal_ends_only_the_pair_the_store_holds() {
+        use Reconcile::{InStep, Take, WriteBack};
+        let login = Lineage::of_login("r0", 100);
+        let older = login.refreshed("r1");
+        let ours = older.refreshed("r2");
+        let newer = ours.refreshed("r3");
+        let sibling = older.refreshed("r2-bis");
+        let other_earlier = Lineage::of_login("x0", 50);
+        let other_later = Lineage::of_login("y0", 200);
+        let refused = Ending::RefreshRefused {
+            status: 400,
+            code: Some("invalid_grant".to_owned()),
+            detail: None,
+        };
+        let out = Some(&Ending::LoggedOut);
+        let no = None;
+        let gone = Some(Ending::LoggedOut);
+        let bad = Some(refused.clone());
+        let refusal = Some(&refused);
+        let legacy = with_tokens(Record::new(saved(), None));
+        let cases: Vec<(Option<Lineage>, Option<&Ending>, Record, Reconcile)> = vec![
+            // An empty store: ours goes back, unless ours was refused (fenced).
+            (None, no, Record::empty(), InStep),
+            (Some(ours), no, Record::empty(), WriteBack),
+            (Some(ours), out, Record::empty(), WriteBack),
+            (Some(ours), refusal, Record::empty(), InStep),
+            // A record without lineage (an earlier version of this crate) always wins.
+            (Some(ours), no, legacy.clone(), Take),
+            (None, no, legacy, Take),
+            (Some(ours), no, Record::new(saved(), gone.clone()), Take),
+            // A process that never held a pair takes whatever there is.
+            (None, no, holding(Some(older), None), Take),
+            (None, no, holding(Some(older), bad.clone()), Take),
+            // The same pair: the side that knows it ended is newer.
+            (Some(ours), no, holding(Some(ours), None), InStep),
+            (Some(ours), no, holding(Some(ours), bad.clone()), Take),
+            (Some(ours), no, holding(Some(ours), gone.clone()), Take),
+            (Some(ours), refusal, holding(Some(ours), None), WriteBack),
+            (Some(ours), out, holding(Some(ours), None), WriteBack),
+            (
+                Some(ours),
+                refusal,
+                holding(Some(ours), bad.clone()),
+                InStep,
+            ),
+            // The store is ahead: a later pair, a later login, a sibling saved first.
+            (Some(ours), no, holding(Some(newer), None), Take),
+            (Some(ours), no, holding(Some(newer), bad.clone()), Take),
+            (Some(ours), refusal, holding(Some(newer), None), Take),
+            (Some(ours), no, holding(Some(other_later), None), Take),
+            (Some(ours), no, holding(Some(sibling), None), Take),
+            // The store is behind: ours descends from its pair, or is a later login.
+            (Some(ours), no, holding(Some(older), None), WriteBack),
+            (Some(ours), no, holding(Some(login), None), WriteBack),
+            (
+                Some(ours),
+                no,
+                holding(Some(other_earlier), None),
+                WriteBack,
+            ),
+            (Some(other_later), no, holding(Some(ours), None), WriteBack),
+            // …a refusal the store learnt of an older pair ends nothing of ours…
+            (Some(ours), no, holding(Some(older), bad.clone()), WriteBack),
+            (Some(ours), out, holding(Some(older), None), WriteBack),
+            // …but a logout ends its whole login, and our own refusal stays ours.
+            (Some(ours), no, holding(Some(older), gone.clone()), Take),
+            (Some(other_later), no, holding(Some(ours), gone), WriteBack),
+            (Some(ours), refusal, holding(Some(older), None), InStep),
+            (Some(ours), refusal, holding(Some(older), bad), InStep),
+        ];
+        for (held, ending, record, expected) in cases {
             assert_eq!(
-                must_refresh(&ended, due),
-                RefreshPlan::Ended(Ending::LoggedOut)
+                reconcile(held, ending, &record),
+                expected,
+                "ours {held:?} ({ending:?}), theirs {:?} ({:?}, empty: {})",
+                record.lineage,
+                record.ending,
+                record.is_empty()
             );
         }
     }
@@ -546,38 +802,51 @@ mod tests {
         pollster::block_on(future)
     }
 
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
     #[test]
     fn the_memory_store_lease_is_exclusive_until_given_back_or_timed_out() {
         let store = MemoryStore::new();
         let ttl = Duration::from_secs(60);
-        let first = run(store.try_lease(ttl)).unwrap().unwrap();
-        assert_eq!(run(store.try_lease(ttl)).unwrap(), None);
-        run(store.release(first.clone())).unwrap();
-        let second = run(store.try_lease(Duration::ZERO)).unwrap().unwrap();
+        let first = run(store.try_lease(ttl, far())).unwrap().unwrap();
+        assert_eq!(run(store.try_lease(ttl, far())).unwrap(), None);
+        run(store.release(first.clone(), far())).unwrap();
+        let second = run(store.try_lease(Duration::ZERO, far()))
+            .unwrap()
+            .unwrap();
         assert!(second.fence() > first.fence());
         // Its time ran out: the next taker gets it, and the old holder can no longer save.
-        let third = run(store.try_lease(ttl)).unwrap().unwrap();
+        let third = run(store.try_lease(ttl, far())).unwrap().unwrap();
         let record = Record::new(saved(), None);
         assert_eq!(
-            run(store.save(Version::EMPTY, record.clone(), Some(&second))),
+            run(store.save(Version::EMPTY, record.clone(), Some(&second), far())),
             Err(StoreError::LeaseLost)
         );
         // Giving back a lease that was taken over changes nothing.
-        run(store.release(second)).unwrap();
-        assert_eq!(run(store.try_lease(ttl)).unwrap(), None);
+        run(store.release(second, far())).unwrap();
+        assert_eq!(run(store.try_lease(ttl, far())).unwrap(), None);
         assert_eq!(
-            run(store.save(Version::EMPTY, record, Some(&third))),
+            run(store.save(Version::EMPTY, record, Some(&third), far())),
             Ok(Version(1))
         );
-        assert_eq!(run(store.version()), Ok(Version(1)));
-        assert_eq!(run(store.load()).unwrap().version, Version(1));
+        assert_eq!(run(store.version(far())), Ok(Version(1)));
+        assert_eq!(run(store.load(far())).unwrap().version, Version(1));
     }
 
     #[test]
     fn a_memory_lease_of_unbounded_length_is_held_not_already_over() {
         let store = MemoryStore::new();
-        assert!(run(store.try_lease(Duration::MAX)).unwrap().is_some());
-        assert_eq!(run(store.try_lease(Duration::from_secs(1))).unwrap(), None);
+        assert!(
+            run(store.try_lease(Duration::MAX, far()))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            run(store.try_lease(Duration::from_secs(1), far())).unwrap(),
+            None
+        );
     }
 
     /// Two processes, each: take the lease, reload, refresh if due, save, give the lease back
@@ -604,7 +873,8 @@ mod tests {
             for crash_after in 0..=STEPS.len() {
                 let store = MemoryStore::new();
                 let first =
-                    run(store.save(Version::EMPTY, Record::new(saved(), None), None)).unwrap();
+                    run(store.save(Version::EMPTY, Record::new(saved(), None), None, far()))
+                        .unwrap();
                 // Per process: next step, lease held, version loaded, whether it still sees the
                 // old pair as due, refreshes sent.
                 let mut next = [0usize; 2];
@@ -621,16 +891,17 @@ mod tests {
                         continue;
                     };
                     match step {
-                        Step::Lease => match run(store.try_lease(Duration::from_secs(60))).unwrap()
-                        {
-                            Some(lease) => held[who] = Some(lease),
-                            None => {
-                                waiting[who] = true;
-                                continue; // retry later; a blocked process stays blocked here
+                        Step::Lease => {
+                            match run(store.try_lease(Duration::from_secs(60), far())).unwrap() {
+                                Some(lease) => held[who] = Some(lease),
+                                None => {
+                                    waiting[who] = true;
+                                    continue; // retry later; a blocked process stays blocked here
+                                }
                             }
-                        },
+                        }
                         Step::Reload => {
-                            let record = run(store.load()).unwrap();
+                            let record = run(store.load(far())).unwrap();
                             // Due only if nobody saved a new pair since the first.
                             if record.version == first {
                                 refreshed[who] = true;
@@ -641,12 +912,12 @@ mod tests {
                             if refreshed[who] {
                                 let record = Record::new(saved(), None);
                                 let lease = held[who].as_ref();
-                                run(store.save(loaded[who], record, lease)).unwrap();
+                                run(store.save(loaded[who], record, lease, far())).unwrap();
                             }
                         }
                         Step::Release => {
                             if let Some(lease) = held[who].take() {
-                                run(store.release(lease)).unwrap();
+                                run(store.release(lease, far())).unwrap();
                             }
                         }
                     }

@@ -3,10 +3,21 @@
 
 mod support;
 
-use peertube_session::store::{FileStore, Record, SessionStore, StoreError, Version};
+use peertube_session::store::{FileStore, Record, SessionStore, StoreError, StoreFault, Version};
 use peertube_session::{Instance, Session};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+fn fault(error: &StoreError) -> Option<StoreFault> {
+    match error {
+        StoreError::Unavailable { fault, .. } => Some(*fault),
+        _ => None,
+    }
+}
 
 /// A directory of its own for one test, removed when the test ends.
 struct Scratch(PathBuf);
@@ -43,27 +54,30 @@ fn a_new_store_is_empty_and_saves_compare_and_set() {
     let scratch = Scratch::new("cas");
     let path = scratch.file();
     let store = FileStore::open(&path).unwrap();
-    assert_eq!(run(store.version()), Ok(Version::EMPTY));
-    assert_eq!(run(store.load()).unwrap(), Record::empty());
+    assert_eq!(run(store.version(far())), Ok(Version::EMPTY));
+    assert_eq!(run(store.load(far())).unwrap(), Record::empty());
 
     assert_eq!(
-        run(store.save(Version::EMPTY, record(), None)),
+        run(store.save(Version::EMPTY, record(), None, far())),
         Ok(Version(1))
     );
-    assert_eq!(run(store.version()), Ok(Version(1)));
+    assert_eq!(run(store.version(far())), Ok(Version(1)));
     // Made against a version that is no longer current: refused, nothing written.
     assert_eq!(
-        run(store.save(Version::EMPTY, record(), None)),
+        run(store.save(Version::EMPTY, record(), None, far())),
         Err(StoreError::Conflict)
     );
-    assert_eq!(run(store.save(Version(1), record(), None)), Ok(Version(2)));
-    let loaded = run(store.load()).unwrap();
+    assert_eq!(
+        run(store.save(Version(1), record(), None, far())),
+        Ok(Version(2))
+    );
+    let loaded = run(store.load(far())).unwrap();
     assert_eq!(loaded.version, Version(2));
     assert_eq!(loaded.session, record().session);
 
     // Another handle on the same file sees the same.
     let other = FileStore::open(&path).unwrap();
-    assert_eq!(run(other.version()), Ok(Version(2)));
+    assert_eq!(run(other.version(far())), Ok(Version(2)));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -81,32 +95,63 @@ fn a_new_store_is_empty_and_saves_compare_and_set() {
 }
 
 #[test]
-fn a_file_that_is_not_a_record_is_an_error_never_a_fresh_start() {
-    for (name, content) in [
+fn a_file_that_is_not_a_record_reads_as_corrupt_and_a_save_replaces_it_keeping_its_bytes() {
+    for (name, content, version) in [
         (
             "torn",
             &br#"{"format":"peertube-session/store/1","version":3,"sess"#[..],
+            Version(3),
         ),
-        ("foreign", &br#"{"format":"other","version":3}"#[..]),
-        ("text", &b"hello"[..]),
-        ("huge", &vec![b' '; 2 << 20][..]),
+        (
+            "foreign",
+            &br#"{"format":"other","version":3}"#[..],
+            Version(3),
+        ),
+        ("text", &b"hello"[..], Version::EMPTY),
+        ("huge", &vec![b' '; 2 << 20][..], Version::EMPTY),
     ] {
         let scratch = Scratch::new(name);
         let path = scratch.file();
         std::fs::write(&path, content).unwrap();
         let store = FileStore::open(&path).unwrap();
-        let loaded = run(store.load());
+        let loaded = run(store.load(far()));
         assert!(
             matches!(loaded, Err(StoreError::Corrupt(_))),
             "{name}: {loaded:?}"
         );
-        let saved = run(store.save(Version::EMPTY, record(), None));
-        assert!(
-            matches!(saved, Err(StoreError::Corrupt(_))),
-            "{name}: {saved:?}"
+        // The version a client reads is the one a save is checked against.
+        let current = run(store.version(far())).unwrap_or(Version::EMPTY);
+        assert_eq!(current, version, "{name}");
+        assert_eq!(
+            run(store.save(current.next(), record(), None, far())),
+            Err(StoreError::Conflict),
+            "{name}"
         );
-        // The file is left as it was for a person to look at.
-        assert_eq!(std::fs::read(&path).unwrap(), content, "{name}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            content,
+            "{name}: refused, untouched"
+        );
+        assert_eq!(
+            run(store.save(current, record(), None, far())),
+            Ok(current.next()),
+            "{name}"
+        );
+        assert_eq!(
+            run(store.load(far())).unwrap().session,
+            record().session,
+            "{name}"
+        );
+        // The unreadable bytes are kept beside it for a person to look at.
+        assert_eq!(
+            store.corrupt_path(),
+            path.with_file_name("session.json.corrupt")
+        );
+        assert_eq!(
+            std::fs::read(store.corrupt_path()).unwrap(),
+            content,
+            "{name}"
+        );
     }
 }
 
@@ -117,10 +162,8 @@ fn a_directory_that_does_not_exist_is_refused_at_once() {
         .file()
         .with_file_name("no-such-dir")
         .join("session.json");
-    assert!(matches!(
-        FileStore::open(&path),
-        Err(StoreError::Unavailable(_))
-    ));
+    let error = FileStore::open(&path).unwrap_err();
+    assert_eq!(fault(&error), Some(StoreFault::Missing), "{error:?}");
 }
 
 #[test]
@@ -131,10 +174,10 @@ fn the_lease_is_exclusive_times_out_and_fences_a_late_save() {
     let other = FileStore::open(&path).unwrap();
     let long = Duration::from_secs(60);
 
-    let first = run(store.try_lease(long)).unwrap().unwrap();
-    assert_eq!(run(other.try_lease(long)).unwrap(), None);
-    run(store.release(first.clone())).unwrap();
-    let second = run(other.try_lease(Duration::from_millis(50)))
+    let first = run(store.try_lease(long, far())).unwrap().unwrap();
+    assert_eq!(run(other.try_lease(long, far())).unwrap(), None);
+    run(store.release(first.clone(), far())).unwrap();
+    let second = run(other.try_lease(Duration::from_millis(50), far()))
         .unwrap()
         .unwrap();
     assert!(second.fence() > first.fence());
@@ -142,21 +185,21 @@ fn the_lease_is_exclusive_times_out_and_fences_a_late_save() {
     std::thread::sleep(Duration::from_millis(120));
     // The holder's time ran out: another takes the lease, and the old holder's save is
     // refused however current its version.
-    let third = run(store.try_lease(long)).unwrap().unwrap();
+    let third = run(store.try_lease(long, far())).unwrap().unwrap();
     assert!(third.fence() > second.fence());
     assert_eq!(
-        run(other.save(Version::EMPTY, record(), Some(&second))),
+        run(other.save(Version::EMPTY, record(), Some(&second), far())),
         Err(StoreError::LeaseLost)
     );
     // Giving back a lease that was taken over does not free the new holder's.
-    run(other.release(second)).unwrap();
-    assert_eq!(run(other.try_lease(long)).unwrap(), None);
+    run(other.release(second, far())).unwrap();
+    assert_eq!(run(other.try_lease(long, far())).unwrap(), None);
     assert_eq!(
-        run(store.save(Version::EMPTY, record(), Some(&third))),
+        run(store.save(Version::EMPTY, record(), Some(&third), far())),
         Ok(Version(1))
     );
-    run(store.release(third)).unwrap();
-    assert!(run(other.try_lease(long)).unwrap().is_some());
+    run(store.release(third, far())).unwrap();
+    assert!(run(other.try_lease(long, far())).unwrap().is_some());
 }
 
 #[test]
@@ -164,24 +207,77 @@ fn readers_never_see_a_torn_record_while_it_is_replaced() {
     let scratch = Scratch::new("torn");
     let path = scratch.file();
     let store = FileStore::open(&path).unwrap();
-    run(store.save(Version::EMPTY, record(), None)).unwrap();
+    run(store.save(Version::EMPTY, record(), None, far())).unwrap();
     let writer = {
         let path = path.clone();
         std::thread::spawn(move || {
             let store = FileStore::open(&path).unwrap();
             for _ in 0..200 {
-                let current = run(store.version()).unwrap();
-                run(store.save(current, record(), None)).unwrap();
+                let current = run(store.version(far())).unwrap();
+                run(store.save(current, record(), None, far())).unwrap();
             }
         })
     };
     let mut last = Version::EMPTY;
     while !writer.is_finished() {
-        let loaded = run(store.load()).unwrap();
+        let loaded = run(store.load(far())).unwrap();
         assert!(loaded.version >= last);
         last = loaded.version;
-        assert_eq!(run(store.version()).map(|v| v >= last), Ok(true));
+        assert_eq!(run(store.version(far())).map(|v| v >= last), Ok(true));
     }
     writer.join().unwrap();
-    assert_eq!(run(store.version()), Ok(Version(201)));
+    assert_eq!(run(store.version(far())), Ok(Version(201)));
+}
+
+#[test]
+fn a_lock_held_by_a_stuck_process_is_busy_by_the_deadline_not_a_hang() {
+    let scratch = Scratch::new("stuck");
+    let path = scratch.file();
+    let store = FileStore::open(&path).unwrap();
+    // Another process holds the store's lock and does not let go (paused, or stuck on a disk).
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path.with_file_name("session.json.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let started = Instant::now();
+    let until = Instant::now() + Duration::from_millis(150);
+    let error = run(store.save(Version::EMPTY, record(), None, until)).unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(fault(&error), Some(StoreFault::Busy), "{error:?}");
+    assert!(waited >= Duration::from_millis(140), "{waited:?}");
+    assert!(waited < Duration::from_millis(600), "{waited:?}");
+    let error = run(store.try_lease(Duration::from_secs(1), until)).unwrap_err();
+    assert_eq!(fault(&error), Some(StoreFault::Busy), "{error:?}");
+    // Reading needs no lock.
+    assert_eq!(run(store.version(far())), Ok(Version::EMPTY));
+    held.unlock().unwrap();
+    assert_eq!(
+        run(store.save(Version::EMPTY, record(), None, far())),
+        Ok(Version(1))
+    );
+}
+
+#[test]
+fn a_directory_removed_under_the_store_is_missing_not_empty() {
+    let scratch = Scratch::new("removed");
+    let path = scratch.file();
+    let store = FileStore::open(&path).unwrap();
+    run(store.save(Version::EMPTY, record(), None, far())).unwrap();
+    std::fs::remove_dir_all(&scratch.0).unwrap();
+    for error in [
+        run(store.version(far())).unwrap_err(),
+        run(store.load(far())).unwrap_err(),
+        run(store.save(Version(1), record(), None, far())).unwrap_err(),
+        run(store.try_lease(Duration::from_secs(1), far())).unwrap_err(),
+    ] {
+        assert_eq!(fault(&error), Some(StoreFault::Missing), "{error:?}");
+    }
+    // Made again, the store starts over.
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    assert_eq!(run(store.version(far())), Ok(Version::EMPTY));
+    assert_eq!(
+        run(store.save(Version::EMPTY, record(), None, far())),
+        Ok(Version(1))
+    );
 }

@@ -6,14 +6,17 @@
     feature = "fake"
 ))]
 
+mod support;
+
 use peertube_session::asynchronous::{AsyncClient, Config};
 use peertube_session::blocking::{BlockingClient, Relogin};
 use peertube_session::fake::{FakePeerTube, FakeUser};
-use peertube_session::store::{Lease, MemoryStore, Record, SessionStore, StoreError, Version};
+use peertube_session::store::{MemoryStore, SessionStore, StoreError};
 use peertube_session::{Body, Credentials, Error, Instance, TransportError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use support::faulty_store::FaultyStore;
 
 fn fake() -> FakePeerTube {
     FakePeerTube::builder()
@@ -39,6 +42,10 @@ fn transport(
 fn config(fake: &FakePeerTube) -> Config {
     let clock = fake.clone();
     Config::builder().clock(move || clock.now()).build()
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(60)
 }
 
 fn me() -> http::Request<()> {
@@ -83,7 +90,7 @@ fn async_clients_sharing_a_store_refresh_once_and_see_a_logout() {
     );
     assert_eq!(counters.live_sessions, 0);
     // Saves: login, refresh, logout.
-    assert_eq!(pollster::block_on(store.version()).unwrap().0, 3);
+    assert_eq!(pollster::block_on(store.version(far())).unwrap().0, 3);
 }
 
 #[test]
@@ -164,47 +171,10 @@ fn relogin_never_undoes_a_logout_and_a_wrong_password_is_the_answer() {
     assert_eq!(fake.counters().logins, 1);
 }
 
-/// A memory store whose saves fail on demand, and whose lease can be held by "another process".
-#[derive(Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    fail_saves: std::sync::atomic::AtomicBool,
-    lease_taken: std::sync::atomic::AtomicBool,
-}
-
-impl SessionStore for FlakyStore {
-    async fn version(&self) -> Result<Version, StoreError> {
-        self.inner.version().await
-    }
-    async fn load(&self) -> Result<Record, StoreError> {
-        self.inner.load().await
-    }
-    async fn save(
-        &self,
-        expected: Version,
-        record: Record,
-        lease: Option<&Lease>,
-    ) -> Result<Version, StoreError> {
-        if self.fail_saves.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk full".to_owned()));
-        }
-        self.inner.save(expected, record, lease).await
-    }
-    async fn try_lease(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-        if self.lease_taken.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        self.inner.try_lease(ttl).await
-    }
-    async fn release(&self, lease: Lease) -> Result<(), StoreError> {
-        self.inner.release(lease).await
-    }
-}
-
 #[test]
-fn a_store_that_fails_a_save_is_a_typed_error_and_the_new_pair_is_kept() {
+fn a_save_that_fails_costs_the_call_nothing_and_the_pair_is_written_back_later() {
     let fake = fake();
-    let store = Arc::new(FlakyStore::default());
+    let store = FaultyStore::new();
     let client = BlockingClient::new(transport(&fake), instance())
         .with_config(config(&fake))
         .with_store(store.clone());
@@ -213,21 +183,31 @@ fn a_store_that_fails_a_save_is_a_typed_error_and_the_new_pair_is_kept() {
         .unwrap();
     fake.advance(Duration::from_secs(3600));
     store.fail_saves.store(true, Ordering::SeqCst);
+    client.ensure_fresh().unwrap();
+    let refreshed = client.with_session(|s| s.lineage()).unwrap();
+    assert_eq!(refreshed.refreshes, 1);
+    let stored = store.record();
     assert_eq!(
-        client.ensure_fresh().unwrap_err(),
-        Error::Store(StoreError::Unavailable("disk full".to_owned()))
+        stored.lineage.map(|l| l.refreshes),
+        Some(0),
+        "the save failed"
     );
-    store.fail_saves.store(false, Ordering::SeqCst);
     // The refreshed pair was kept: no second refresh, and the stale stored pair is not taken
     // back over it.
     assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(fake.counters().refreshes, 1);
+    // Once the store takes saves again, the next read writes the newer pair back.
+    store.fail_saves.store(false, Ordering::SeqCst);
+    client.access_token().unwrap();
+    let stored = store.record();
+    assert_eq!(stored.lineage, Some(refreshed));
     assert_eq!(fake.counters().refreshes, 1);
 }
 
 #[test]
 fn a_lease_held_elsewhere_for_the_whole_call_ends_it_with_a_typed_error_in_time() {
     let fake = fake();
-    let store = Arc::new(FlakyStore::default());
+    let store = FaultyStore::new();
     let call_timeout = Duration::from_millis(300);
     let clock = fake.clone();
     let client = BlockingClient::new(transport(&fake), instance())

@@ -65,6 +65,12 @@ impl LoopbackServer {
     pub fn inject(&self, path: Option<&str>, fault: Fault) {
         lock(&self.faults).push_back((path.map(str::to_owned), fault));
     }
+
+    /// How many injected faults no request has met yet: when it drops, a request has just
+    /// met one (a [`Fault::Delay`] is then under way).
+    pub fn faults_waiting(&self) -> usize {
+        lock(&self.faults).len()
+    }
 }
 
 impl Drop for LoopbackServer {

@@ -2,27 +2,39 @@
 
 use crate::instance::Instance;
 use crate::lease_holder::holder_name;
-use crate::store::{Lease, Record, SessionStore, StoreError, Version};
+use crate::store::{Lease, RECORD_FORMAT, Record, SessionStore, StoreError, StoreFault, Version};
+use std::future::Future;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long connecting to Redis and each command may take.
+/// The longest that connecting to Redis or one command may take, whatever the caller allows.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest record read: a session is a few hundred bytes.
 const MAX_RECORD: usize = 1 << 20;
+/// Idle connections a blocking store keeps for its next commands.
+const IDLE_CONNECTIONS: usize = 4;
 
 /// Saves `ARGV[2]` as the record and `ARGV[3]` as the version if the version is still
 /// `ARGV[1]` and, with a lease (`ARGV[4]` its holder, `ARGV[5]` its fence), if the lease is
-/// still that holder's and no newer fence was handed out. -1: conflict, -2: lease lost.
+/// still that holder's and no newer fence was handed out. -1: conflict, -2: lease lost. A
+/// version that is not a number counts as 0; a record that is not one of ours (`ARGV[6]` is
+/// the format) is copied to `KEYS[5]` before it is replaced.
 const SAVE: &str = r"
 if ARGV[4] ~= '' then
   if redis.call('GET', KEYS[3]) ~= ARGV[4] or redis.call('GET', KEYS[4]) ~= ARGV[5] then
     return -2
   end
 end
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if current ~= tonumber(ARGV[1]) then
   return -1
+end
+local old = redis.call('GET', KEYS[2])
+if old then
+  local ok, decoded = pcall(cjson.decode, old)
+  if not ok or type(decoded) ~= 'table' or decoded['format'] ~= ARGV[6] then
+    redis.call('SET', KEYS[5], old)
+  end
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], ARGV[3])
@@ -30,10 +42,14 @@ return tonumber(ARGV[3])
 ";
 
 /// Takes the lease (`SET NX PX`) for `ARGV[1]` for `ARGV[2]` ms and hands out the next fence;
-/// 0 when another holds it.
+/// 0 when another holds it. The holder's own second try (its first answer was lost) gets its
+/// fence again.
 const TAKE: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('INCR', KEYS[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 end
 return 0
 ";
@@ -54,6 +70,7 @@ struct Keys {
     record: String,
     lease: String,
     fence: String,
+    corrupt: String,
 }
 
 impl Keys {
@@ -64,12 +81,13 @@ impl Keys {
             record: format!("{tag}:record"),
             lease: format!("{tag}:lease"),
             fence: format!("{tag}:fence"),
+            corrupt: format!("{tag}:corrupt"),
         }
     }
 }
 
 fn client(url: &str) -> Result<redis::Client, StoreError> {
-    redis::Client::open(url).map_err(|e| unavailable("not a Redis URL", &e))
+    redis::Client::open(url).map_err(|e| failure("not a Redis URL", &e))
 }
 
 /// A session store in Redis (feature `redis`), with the `redis` crate's blocking connection:
@@ -81,6 +99,19 @@ fn client(url: &str) -> Result<redis::Client, StoreError> {
 /// PX` with a random holder) and its fencing counter. Saves and lease releases are Lua
 /// scripts, so compare-and-set and fencing are atomic. The URL is anything the `redis` crate
 /// takes: `redis://[user][:password@]host[:port][/db]`, `rediss://` for TLS, `redis+unix://`.
+///
+/// When Redis fails:
+/// - Each command gets the time its caller allows (`until`), at most 5 s; past it, the
+///   command fails with [`StoreFault::TimedOut`] and its connection is dropped (its answer
+///   may still come). A save that timed out may have landed: the drivers read the store
+///   again before deciding anything on it.
+/// - Commands run on connections of their own (a few are kept idle between commands), so one
+///   command waiting for a paused Redis holds up no other.
+/// - A command that meets a dropped connection (Redis restarted, a proxy closed an idle one)
+///   connects again and is sent once more: reads, the lease scripts and the compare-and-set
+///   save are all safe to repeat.
+/// - Errors say what happened ([`StoreFault`]): refused, dropped, timed out, authentication.
+/// - A record that is not one of this crate's is copied to `…:corrupt` before a save replaces it.
 ///
 /// The record holds the tokens in clear: protect the Redis with an ACL user (and TLS when it
 /// is not on loopback).
@@ -97,7 +128,7 @@ fn client(url: &str) -> Result<redis::Client, StoreError> {
 /// ```
 pub struct RedisStore {
     client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
+    idle: Mutex<Vec<redis::Connection>>,
     keys: Keys,
 }
 
@@ -116,53 +147,114 @@ impl RedisStore {
     pub fn open(url: &str, instance: &Instance, account: &str) -> Result<RedisStore, StoreError> {
         let store = RedisStore {
             client: client(url)?,
-            connection: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
             keys: Keys::new(instance, account),
         };
-        store.with(|connection| redis::cmd("PING").query::<String>(connection))?;
+        let until = Instant::now() + REDIS_TIMEOUT;
+        store.with(until, |connection| {
+            redis::cmd("PING").query::<String>(connection)
+        })?;
         Ok(store)
     }
 
-    /// Runs `command` on the connection, connecting first if needed; a failed connection is
-    /// dropped, so the next command connects again.
+    /// Runs `command` on an idle connection (or a new one) by `until`. A connection that
+    /// failed is dropped; one that was idle and turns out dropped is replaced once.
     fn with<R>(
         &self,
-        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+        until: Instant,
+        command: impl Fn(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> Result<R, StoreError> {
-        let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        let connection = match slot.as_mut() {
+        allowed(until)?;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let reused = idle.is_some();
+        let mut connection = match idle {
             Some(connection) => connection,
-            None => {
-                let connection = self
-                    .client
-                    .get_connection_with_timeout(REDIS_TIMEOUT)
-                    .map_err(|e| unavailable("cannot connect to Redis", &e))?;
-                connection
-                    .set_read_timeout(Some(REDIS_TIMEOUT))
-                    .and_then(|()| connection.set_write_timeout(Some(REDIS_TIMEOUT)))
-                    .map_err(|e| unavailable("cannot set up the Redis connection", &e))?;
-                slot.insert(connection)
-            }
+            None => self.connect(until)?,
         };
-        command(connection).map_err(|e| {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                *slot = None;
+        let mut answer = run(&mut connection, until, &command);
+        if reused && answer.as_ref().is_err_and(is_dropped) {
+            connection = self.connect(until)?;
+            answer = run(&mut connection, until, &command);
+        }
+        match answer {
+            Ok(answer) => {
+                self.keep(connection);
+                Ok(answer)
             }
-            unavailable("Redis refused the command", &e)
-        })
+            Err(error) => {
+                // A server's error answer leaves the connection usable; anything else (a
+                // timeout: its answer may still come) does not.
+                if !error.is_io_error() {
+                    self.keep(connection);
+                }
+                Err(failure("Redis refused the command", &error))
+            }
+        }
+    }
+
+    fn connect(&self, until: Instant) -> Result<redis::Connection, StoreError> {
+        let timeout = allowed(until)?;
+        self.client
+            .get_connection_with_timeout(timeout)
+            .map_err(|e| failure("cannot connect to Redis", &e))
+    }
+
+    fn keep(&self, connection: redis::Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(connection);
+        }
     }
 }
 
+/// One command on `connection`, with the time `until` leaves it.
+fn run<R>(
+    connection: &mut redis::Connection,
+    until: Instant,
+    command: &impl Fn(&mut redis::Connection) -> redis::RedisResult<R>,
+) -> redis::RedisResult<R> {
+    let timeout = allowed(until).map_err(|_| timed_out())?;
+    connection.set_read_timeout(Some(timeout))?;
+    connection.set_write_timeout(Some(timeout))?;
+    command(connection)
+}
+
+/// The time left until `until`, at most [`REDIS_TIMEOUT`]; none left is a timeout. (A socket
+/// timeout of zero would mean none at all.)
+fn allowed(until: Instant) -> Result<Duration, StoreError> {
+    let left = until.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(1) {
+        return Err(StoreError::unavailable(
+            StoreFault::TimedOut,
+            "no time left for Redis",
+        ));
+    }
+    Ok(left.min(REDIS_TIMEOUT))
+}
+
+fn timed_out() -> redis::RedisError {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "no time left for Redis").into()
+}
+
+/// Whether a command failed because its connection was gone before it could answer.
+fn is_dropped(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped() && !error.is_timeout()
+}
+
 impl SessionStore for RedisStore {
-    async fn version(&self) -> Result<Version, StoreError> {
+    async fn version(&self, until: Instant) -> Result<Version, StoreError> {
         let key = &self.keys.version;
-        let version = self.with(|c| redis::cmd("GET").arg(key).query::<Option<u64>>(c))?;
-        Ok(Version(version.unwrap_or(0)))
+        let text = self.with(until, |c| {
+            redis::cmd("GET").arg(key).query::<Option<String>>(c)
+        })?;
+        Ok(read_version(text.as_deref()))
     }
 
-    async fn load(&self) -> Result<Record, StoreError> {
+    async fn load(&self, until: Instant) -> Result<Record, StoreError> {
         let key = &self.keys.record;
-        let bytes = self.with(|c| redis::cmd("GET").arg(key).query::<Option<Vec<u8>>>(c))?;
+        let bytes = self.with(until, |c| {
+            redis::cmd("GET").arg(key).query::<Option<Vec<u8>>>(c)
+        })?;
         read_record(bytes)
     }
 
@@ -171,17 +263,18 @@ impl SessionStore for RedisStore {
         expected: Version,
         record: Record,
         lease: Option<&Lease>,
+        until: Instant,
     ) -> Result<Version, StoreError> {
         let script = redis::Script::new(SAVE);
         let (invocation, next) = save_invocation(&script, &self.keys, expected, record, lease);
-        let answer = self.with(|c| invocation.invoke::<i64>(c))?;
+        let answer = self.with(until, |c| invocation.invoke::<i64>(c))?;
         saved(answer, next)
     }
 
-    async fn try_lease(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+    async fn try_lease(&self, ttl: Duration, until: Instant) -> Result<Option<Lease>, StoreError> {
         let script = redis::Script::new(TAKE);
         let holder = holder_name();
-        let fence = self.with(|c| {
+        let fence = self.with(until, |c| {
             script
                 .key(&self.keys.lease)
                 .key(&self.keys.fence)
@@ -192,9 +285,9 @@ impl SessionStore for RedisStore {
         Ok((fence > 0).then(|| Lease::new(fence, holder)))
     }
 
-    async fn release(&self, lease: Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: Lease, until: Instant) -> Result<(), StoreError> {
         let script = redis::Script::new(RELEASE);
-        self.with(|c| {
+        self.with(until, |c| {
             script
                 .key(&self.keys.lease)
                 .arg(lease.holder())
@@ -206,7 +299,9 @@ impl SessionStore for RedisStore {
 
 /// A session store in Redis (feature `redis`), with the `redis` crate's tokio connection
 /// (multiplexed): for [`AsyncClient`](crate::asynchronous::AsyncClient) on a tokio runtime.
-/// Same keys, scripts and guarantees as [`RedisStore`].
+/// Same keys, scripts and guarantees as [`RedisStore`]: each command bounded by its `until`
+/// (at most 5 s), a dropped connection replaced and the command sent once more, errors that
+/// say what happened.
 pub struct AsyncRedisStore {
     client: redis::Client,
     connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -234,16 +329,20 @@ impl AsyncRedisStore {
             connection: Mutex::new(None),
             keys: Keys::new(instance, account),
         };
-        let mut connection = store.connection().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .map_err(|e| unavailable("Redis refused the command", &e))?;
+        let until = Instant::now() + REDIS_TIMEOUT;
+        store
+            .with(until, |mut c| async move {
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            })
+            .await?;
         Ok(store)
     }
 
     /// The shared multiplexed connection (a cheap clone), made at the first use.
-    async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+    async fn connection(
+        &self,
+        until: Instant,
+    ) -> Result<redis::aio::MultiplexedConnection, StoreError> {
         let existing = self
             .connection
             .lock()
@@ -252,44 +351,77 @@ impl AsyncRedisStore {
         if let Some(connection) = existing {
             return Ok(connection);
         }
+        let timeout = allowed(until)?;
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(REDIS_TIMEOUT));
         let connection = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| unavailable("cannot connect to Redis", &e))?;
+            .map_err(|e| failure("cannot connect to Redis", &e))?;
         *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
         Ok(connection)
     }
 
-    fn failed(&self, error: &redis::RedisError) -> StoreError {
-        if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
-            *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    fn forget_connection(&self) {
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Runs `command` by `until` on the shared connection; a dropped one is replaced once.
+    async fn with<R, F>(
+        &self,
+        until: Instant,
+        command: impl Fn(redis::aio::MultiplexedConnection) -> F,
+    ) -> Result<R, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<R>>,
+    {
+        let mut retried = false;
+        loop {
+            let mut connection = self.connection(until).await?;
+            connection.set_response_timeout(allowed(until)?);
+            match command(connection).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => {
+                    if error.is_io_error() {
+                        self.forget_connection();
+                    }
+                    if is_dropped(&error) && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(failure("Redis refused the command", &error));
+                }
+            }
         }
-        unavailable("Redis refused the command", error)
     }
 }
 
 impl SessionStore for AsyncRedisStore {
-    async fn version(&self) -> Result<Version, StoreError> {
-        let mut connection = self.connection().await?;
-        let version = redis::cmd("GET")
-            .arg(&self.keys.version)
-            .query_async::<Option<u64>>(&mut connection)
-            .await
-            .map_err(|e| self.failed(&e))?;
-        Ok(Version(version.unwrap_or(0)))
+    async fn version(&self, until: Instant) -> Result<Version, StoreError> {
+        let key = &self.keys.version;
+        let text = self
+            .with(until, |mut c| async move {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(read_version(text.as_deref()))
     }
 
-    async fn load(&self) -> Result<Record, StoreError> {
-        let mut connection = self.connection().await?;
-        let bytes = redis::cmd("GET")
-            .arg(&self.keys.record)
-            .query_async::<Option<Vec<u8>>>(&mut connection)
-            .await
-            .map_err(|e| self.failed(&e))?;
+    async fn load(&self, until: Instant) -> Result<Record, StoreError> {
+        let key = &self.keys.record;
+        let bytes = self
+            .with(until, |mut c| async move {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+            })
+            .await?;
         read_record(bytes)
     }
 
@@ -298,42 +430,49 @@ impl SessionStore for AsyncRedisStore {
         expected: Version,
         record: Record,
         lease: Option<&Lease>,
+        until: Instant,
     ) -> Result<Version, StoreError> {
-        let mut connection = self.connection().await?;
         let script = redis::Script::new(SAVE);
         let (invocation, next) = save_invocation(&script, &self.keys, expected, record, lease);
-        let answer = invocation
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map_err(|e| self.failed(&e))?;
+        let invocation = &invocation;
+        let answer = self
+            .with(until, |mut c| async move {
+                invocation.invoke_async::<i64>(&mut c).await
+            })
+            .await?;
         saved(answer, next)
     }
 
-    async fn try_lease(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-        let mut connection = self.connection().await?;
-        let script = redis::Script::new(TAKE);
-        let holder = holder_name();
-        let fence = script
-            .key(&self.keys.lease)
-            .key(&self.keys.fence)
-            .arg(&holder)
-            .arg(ttl_ms(ttl))
-            .invoke_async::<u64>(&mut connection)
-            .await
-            .map_err(|e| self.failed(&e))?;
-        Ok((fence > 0).then(|| Lease::new(fence, holder)))
+    async fn try_lease(&self, ttl: Duration, until: Instant) -> Result<Option<Lease>, StoreError> {
+        let script = &redis::Script::new(TAKE);
+        let holder = &holder_name();
+        let keys = &self.keys;
+        let fence = self
+            .with(until, |mut c| async move {
+                script
+                    .key(&keys.lease)
+                    .key(&keys.fence)
+                    .arg(holder)
+                    .arg(ttl_ms(ttl))
+                    .invoke_async::<u64>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok((fence > 0).then(|| Lease::new(fence, holder.clone())))
     }
 
-    async fn release(&self, lease: Lease) -> Result<(), StoreError> {
-        let mut connection = self.connection().await?;
-        let script = redis::Script::new(RELEASE);
-        script
-            .key(&self.keys.lease)
-            .arg(lease.holder())
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map(drop)
-            .map_err(|e| self.failed(&e))
+    async fn release(&self, lease: Lease, until: Instant) -> Result<(), StoreError> {
+        let script = &redis::Script::new(RELEASE);
+        let (key, holder) = (&self.keys.lease, lease.holder());
+        self.with(until, |mut c| async move {
+            script
+                .key(key)
+                .arg(holder)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
     }
 }
 
@@ -353,11 +492,13 @@ fn save_invocation<'a>(
         .key(&keys.record)
         .key(&keys.lease)
         .key(&keys.fence)
+        .key(&keys.corrupt)
         .arg(expected.0)
         .arg(record.to_json())
         .arg(next.0)
         .arg(lease.map_or("", Lease::holder))
-        .arg(lease.map_or(String::new(), |l| l.fence().to_string()));
+        .arg(lease.map_or(String::new(), |l| l.fence().to_string()))
+        .arg(RECORD_FORMAT);
     (invocation, next)
 }
 
@@ -367,6 +508,11 @@ fn saved(answer: i64, next: Version) -> Result<Version, StoreError> {
         -2 => Err(StoreError::LeaseLost),
         _ => Ok(next),
     }
+}
+
+/// The version key's value; one that is not a number counts as 0, as the save script reads it.
+fn read_version(text: Option<&str>) -> Version {
+    Version(text.and_then(|t| t.trim().parse().ok()).unwrap_or(0))
 }
 
 fn read_record(bytes: Option<Vec<u8>>) -> Result<Record, StoreError> {
@@ -383,12 +529,27 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn unavailable(what: &str, error: &redis::RedisError) -> StoreError {
-    // The kind and the server's own words; never the URL, which may carry a password.
-    let detail = match (error.code(), error.detail()) {
+/// What a Redis error says happened, in words that never hold the URL (it may carry a
+/// password).
+fn failure(what: &str, error: &redis::RedisError) -> StoreError {
+    let code = error.code();
+    let fault = if error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(code, Some("NOAUTH" | "WRONGPASS"))
+    {
+        StoreFault::Authentication
+    } else if error.is_timeout() {
+        StoreFault::TimedOut
+    } else if error.is_connection_refusal() {
+        StoreFault::Refused
+    } else if error.is_connection_dropped() {
+        StoreFault::Dropped
+    } else {
+        StoreFault::Other
+    };
+    let detail = match (code, error.detail()) {
         (Some(code), Some(detail)) => format!("{code} {detail}"),
         (Some(code), None) => code.to_owned(),
         _ => format!("{:?}", error.kind()),
     };
-    StoreError::Unavailable(format!("{what}: {detail}"))
+    StoreError::unavailable(fault, format!("{what}: {detail}"))
 }

@@ -6,7 +6,7 @@ mod account;
 mod sharing;
 
 pub use account::{OtherSessionsEnded, SessionRevoked};
-pub use sharing::Relogin;
+pub use sharing::{Relogin, STORE_BUDGET};
 
 use crate::Instance;
 use crate::driver::flight::{Flights, Role};
@@ -15,9 +15,10 @@ use crate::error::{Error, Operation, TransportError};
 use crate::request::{self, Body, Credentials};
 use crate::response::{Parser, RevokeResponse, Secrets};
 use crate::secret::AccessToken;
-use crate::session::{Authorized, Event, Pending, SavedSession, Session, State};
-use crate::store::{Ending, Lease, MemoryStore, SessionStore};
+use crate::session::{Authorized, Event, Lineage, Pending, SavedSession, Session, State};
+use crate::store::{Ending, MemoryStore, SessionStore};
 use http::{Request, Response};
+use sharing::{Need, Sharing};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,20 +61,11 @@ pub struct AsyncClient<T, S = MemoryStore> {
     transport: T,
     /// Where the session is shared with other clients and processes.
     store: S,
-    /// The store's version the session was last synced with ([`NEVER_SYNCED`] before the first).
-    synced: AtomicU64,
-    /// How the session ended in the store, when another process (or this one) ended it.
-    ending: Mutex<Option<Ending>>,
-    /// A lease whose refresh was cancelled (its future dropped) before giving it back: the next
-    /// refresh of this client gives it back first instead of waiting for its time to live.
-    abandoned: Mutex<Option<Lease>>,
+    /// What the client knows of its store.
+    sharing: Sharing,
     /// Refreshes this client has sent, so that a call can tell a token it refreshed from one
     /// another process did.
     refreshes_sent: AtomicU64,
-    /// When the store was last read (nanoseconds since `epoch`), so that a busy client reads
-    /// it at most once per [`STORE_CHECK_INTERVAL`].
-    store_checked: AtomicU64,
-    epoch: Instant,
     /// Where new credentials come from when the refresh token is dead, if anywhere.
     relogin: Option<Relogin>,
     session: Mutex<Session>,
@@ -82,9 +74,6 @@ pub struct AsyncClient<T, S = MemoryStore> {
     flights: Flights,
     config: Config,
 }
-
-/// No store version is `u64::MAX` (versions count saves).
-const NEVER_SYNCED: u64 = u64::MAX;
 
 impl<T, S> fmt::Debug for AsyncClient<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,12 +103,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
         AsyncClient {
             transport,
             store: MemoryStore::new(),
-            synced: AtomicU64::new(NEVER_SYNCED),
-            ending: Mutex::new(None),
-            abandoned: Mutex::new(None),
+            sharing: Sharing::new(),
             refreshes_sent: AtomicU64::new(0),
-            store_checked: AtomicU64::new(0),
-            epoch: Instant::now(),
             relogin: None,
             session: Mutex::new(session),
             flights: Flights::default(),
@@ -134,12 +119,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
         AsyncClient {
             transport: self.transport,
             store,
-            synced: AtomicU64::new(NEVER_SYNCED),
-            ending: Mutex::new(None),
-            abandoned: Mutex::new(None),
+            sharing: Sharing::new(),
             refreshes_sent: AtomicU64::new(0),
-            store_checked: AtomicU64::new(0),
-            epoch: Instant::now(),
             relogin: self.relogin,
             session: self.session,
             flights: self.flights,
@@ -324,32 +305,25 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
         }
         // A login is the user's deliberate act: it replaces whatever the store holds.
-        self.save_over(None).await
+        self.save_over(None, deadline).await;
+        Ok(())
     }
 
     pub(crate) async fn ensure_fresh_within(&self, deadline: CallDeadline) -> Result<(), Error> {
         // The store's interval applies only while the local token looks good: a 401 for it
         // then tells of a change. A session that cannot be used here reads the store at once.
-        let usable = {
-            let now = self.now();
-            let session = self.session();
-            session.state() == State::LoggedIn && !session.refresh_due(now)
-        };
-        self.sync(!usable).await?;
+        let usable = self.need(self.now()).is_ok_and(|need| need == Need::None);
+        self.sync(!usable, deadline).await?;
         // Each turn either ends, or follows a flight that ended without an outcome (its leader
         // was cancelled, or its answer was made stale by a login or logout); the deadline
         // bounds the turns.
         loop {
             let now = self.now();
-            let needed = self.flights.join_or_lead(|| {
-                // Bound first: the session's lock must be let go before `relogin_possible`.
-                let needed = refresh_needed(&self.session(), now);
-                match needed {
-                    Ok(needed) => Ok(needed),
-                    // A dead refresh token and a way to log in again: the leader logs in.
-                    Err(_) if self.relogin.is_some() && self.relogin_possible() => Ok(true),
-                    Err(error) => Err(self.ending().map_or(error, |ending| ending.error())),
-                }
+            let needed = self.flights.join_or_lead(|| match self.need(now) {
+                Ok(need) => Ok(need != Need::None),
+                // A dead refresh token and a way to log in again: the leader logs in.
+                Err(_) if self.relogin.is_some() && self.relogin_possible() => Ok(true),
+                Err(error) => Err(self.ending().map_or(error, |ending| ending.error())),
             });
             match needed? {
                 Role::Done => return Ok(()),
@@ -375,7 +349,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         deadline: CallDeadline,
     ) -> Result<AccessToken, Error> {
         // A token handed out is used where no 401 comes back here: read the store first.
-        self.sync(true).await?;
+        self.sync(true, deadline).await?;
         self.ensure_fresh_within(deadline).await?;
         self.session()
             .access_token()
@@ -483,17 +457,25 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         deadline: CallDeadline,
     ) -> Result<RevokeResponse, Error> {
         self.ensure_fresh_within(deadline).await?;
-        let step = self.session().logout()?;
+        let (step, mut lineage) = self.logout_step()?;
         let event = match self.exchange(step, deadline).await {
             Err(Error::InvalidToken(_)) => {
                 self.ensure_fresh_within(deadline).await?;
-                let step = self.session().logout()?;
+                let step;
+                (step, lineage) = self.logout_step()?;
                 self.exchange(step, deadline).await?
             }
             other => other?,
         };
-        self.save_over(Some(Ending::LoggedOut)).await?;
+        self.save_over(Some((Ending::LoggedOut, lineage)), deadline)
+            .await;
         Ok(revoked(event))
+    }
+
+    /// The logout request, and the lineage of the pair it ends.
+    fn logout_step(&self) -> Result<(Step, Option<Lineage>), Error> {
+        let session = self.session();
+        Ok((session.logout()?, session.lineage()))
     }
 }
 
@@ -640,17 +622,8 @@ fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Whether the session needs a refresh before its token is used; only a logged-in session has
-/// a token to use.
-fn refresh_needed(session: &Session, now: SystemTime) -> Result<bool, Error> {
-    match session.state() {
-        State::LoggedIn => Ok(session.refresh_due(now)),
-        state => Err(Error::InvalidState {
-            operation: Operation::Authorize,
-            state,
-        }),
-    }
-}
+/// A session step's request and the handle its answer goes back with.
+type Step = (Request<Body>, Pending);
 
 /// What a logout answer said (its `redirectUrl`).
 fn revoked(event: Event) -> RevokeResponse {

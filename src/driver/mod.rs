@@ -6,6 +6,7 @@ mod config;
 pub(crate) mod flight;
 mod timer;
 
+pub use client::STORE_BUDGET;
 pub use config::{Config, ConfigBuilder, DEFAULT_USER_AGENT, ExchangeLimits};
 
 use crate::error::{Error, TransportError, TransportErrorKind};
@@ -89,7 +90,6 @@ pub(crate) async fn sleep(pause: Duration) {
 /// Runs `work` for at most `timeout`; past it, drops `work` and answers `late()`. The timer is
 /// runtime-free (the crate's own helper thread wakes it), so this works on any executor, and
 /// on a tokio runtime built without `enable_time`.
-#[cfg(feature = "async-client")]
 pub(crate) async fn at_most<R>(
     timeout: Duration,
     work: impl std::future::Future<Output = R>,

@@ -1,8 +1,10 @@
 //! [`Session`]: the login session as a pure state machine.
 
+mod lineage;
 mod saved;
 mod tokens;
 
+pub use lineage::Lineage;
 pub use saved::{SavedSession, SavedTokens};
 
 use crate::error::{Error, ErrorCode, Operation};
@@ -237,6 +239,12 @@ impl Session {
         self.tokens.as_ref()?.access_expires_at()
     }
 
+    /// Where the token pair comes from (which login, how many refreshes since), while logged
+    /// in: what session stores compare to tell a newer pair from an older one.
+    pub fn lineage(&self) -> Option<Lineage> {
+        self.tokens.as_ref().map(|t| t.lineage)
+    }
+
     /// When the refresh token expires, if the server said; after that only a new login helps.
     pub fn refresh_expires_at(&self) -> Option<SystemTime> {
         self.tokens.as_ref()?.refresh_expires_at()
@@ -464,7 +472,7 @@ impl Session {
     ) -> Result<Event, Error> {
         match self.parser.login(response, &self.secrets(credentials)) {
             Ok(answer) => {
-                self.tokens = Some(Tokens::issued(answer, unix_secs(now)));
+                self.tokens = Some(Tokens::issued(answer, unix_secs(now), None));
                 self.logged_out = false;
                 self.new_generation();
                 Ok(Event::LoggedIn)
@@ -482,7 +490,8 @@ impl Session {
         match self.parser.refresh(response, &self.secrets(None)) {
             Ok(answer) => {
                 // Both tokens are replaced at once: the old pair is dead on the server.
-                self.tokens = Some(Tokens::issued(answer, unix_secs(now)));
+                let previous = self.tokens.as_ref().map(|t| t.lineage);
+                self.tokens = Some(Tokens::issued(answer, unix_secs(now), previous));
                 self.new_generation();
                 Ok(Event::Refreshed)
             }

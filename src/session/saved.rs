@@ -1,6 +1,7 @@
 //! The saved form of a session, to persist it (a file, a keyring, a database) and restore it.
 
 use super::Session;
+use super::lineage::Lineage;
 use super::tokens::Tokens;
 use crate::error::Error;
 use crate::instance::Instance;
@@ -68,6 +69,11 @@ pub struct SavedTokens {
     /// The server said the access token is dead; refresh before use.
     #[serde(default)]
     pub access_rejected: bool,
+    /// Which login the pair descends from and how many refreshes since (absent in saves of
+    /// earlier versions of this crate: the pair then counts as a login of its own, at
+    /// `issued_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
 }
 
 impl Session {
@@ -85,6 +91,7 @@ impl Session {
                 access_expires_at: t.access_expires_at,
                 refresh_expires_at: t.refresh_expires_at,
                 access_rejected: t.access_rejected,
+                lineage: Some(t.lineage),
             }),
             logged_out: self.logged_out,
         }
@@ -155,7 +162,11 @@ fn restore_tokens(saved: SavedTokens) -> Result<Tokens, Error> {
             "a token is empty or has characters a token cannot have",
         ));
     }
+    let lineage = saved
+        .lineage
+        .unwrap_or_else(|| Lineage::of_login(saved.refresh_token.expose_secret(), saved.issued_at));
     Ok(Tokens {
+        lineage,
         access: saved.access_token,
         refresh: saved.refresh_token,
         issued_at: saved.issued_at,

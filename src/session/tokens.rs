@@ -1,6 +1,7 @@
 //! The token pair a logged-in session holds, with its deadlines in whole Unix seconds (so a saved
 //! session restores to exactly the same deadlines).
 
+use super::lineage::Lineage;
 use crate::response::TokenResponse;
 use crate::secret::{AccessToken, RefreshToken};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,13 +16,23 @@ pub(crate) struct Tokens {
     pub(crate) refresh_expires_at: Option<u64>,
     /// The server said the access token is dead (401 `invalid_token`).
     pub(crate) access_rejected: bool,
+    /// Which login the pair descends from, and how many refreshes since.
+    pub(crate) lineage: Lineage,
 }
 
 impl Tokens {
-    pub(crate) fn issued(answer: TokenResponse, now: u64) -> Self {
+    /// The pair a login (`previous` is `None`) or a refresh of the pair of lineage `previous`
+    /// answered with.
+    pub(crate) fn issued(answer: TokenResponse, now: u64, previous: Option<Lineage>) -> Self {
         let deadline =
             |lifetime: Option<Duration>| lifetime.map(|d| now.saturating_add(d.as_secs()));
+        let refresh = answer.refresh_token.expose_secret();
+        let lineage = match previous {
+            Some(previous) => previous.refreshed(refresh),
+            None => Lineage::of_login(refresh, now),
+        };
         Tokens {
+            lineage,
             access_expires_at: deadline(answer.expires_in),
             refresh_expires_at: deadline(answer.refresh_token_expires_in),
             access: answer.access_token,

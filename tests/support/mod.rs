@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+pub mod faulty_store;
+
 /// A fixed moment: 2026-11-27, the day the fixtures were recorded.
 pub fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_800_000)

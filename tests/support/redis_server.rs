@@ -50,6 +50,10 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
+        Self::start_on(port, password)
+    }
+
+    fn start_on(port: u16, password: Option<&str>) -> Option<RedisServer> {
         let mut command = Command::new("redis-server");
         command.args([
             "--bind",
@@ -93,6 +97,49 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Kills the server (SIGKILL): whatever it held is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again, empty, on the same port (killing it first if it still runs).
+    pub fn restart(&mut self) {
+        self.kill();
+        let started = Instant::now();
+        loop {
+            if let Some(server) = Self::start_on(self.port, None) {
+                *self = server;
+                return;
+            }
+            // The old socket may linger a moment.
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start again on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the process (SIGSTOP): it holds its data and its connections but answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} failed");
     }
 
     pub fn url(&self) -> String {

@@ -48,8 +48,11 @@ pub fn login(
         None => input.username()?,
     };
     let password = input.password()?;
+    // An unreadable session file holds no session to end: the login replaces it.
     let earlier = profile
-        .record()?
+        .record()
+        .ok()
+        .flatten()
         .and_then(|record| record.session)
         .filter(|saved| saved.tokens.is_some());
     let client = client(&about, profile.store()?)?;

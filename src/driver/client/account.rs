@@ -133,7 +133,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             .current
             .is_some_and(|(mine, listed)| mine.id == session_id && listed == ticket);
         if current {
-            self.ended_here(&ticket).await?;
+            self.ended_here(&ticket, deadline).await;
         }
         Ok(SessionRevoked {
             current,
@@ -143,11 +143,16 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
 
     /// The server ended this client's session (it revoked it through the token-session route):
     /// the same state as after a logout, here and in the store.
-    async fn ended_here(&self, ticket: &Authorized) -> Result<(), Error> {
-        if self.session().current_session_revoked(ticket) {
-            self.save_over(Some(Ending::LoggedOut)).await?;
+    async fn ended_here(&self, ticket: &Authorized, deadline: CallDeadline) {
+        let lineage = {
+            let mut session = self.session();
+            let lineage = session.lineage();
+            session.current_session_revoked(ticket).then_some(lineage)
+        };
+        if let Some(lineage) = lineage {
+            self.save_over(Some((Ending::LoggedOut, lineage)), deadline)
+                .await;
         }
-        Ok(())
     }
 
     pub(crate) async fn log_out_other_sessions_within(

@@ -1,0 +1,342 @@
+//! A store that is away, stalled, wiped, refusing saves or garbled, seen by clients of one
+//! process: calls with a usable token go on; a dead token waits for the store within its
+//! deadline; a pair the store lost is written back, never revoked for it; a pair another
+//! really superseded is revoked. (Real processes, Redis and the file store under the same
+//! faults: `tests/store_faults.rs`.)
+#![cfg(all(feature = "blocking-client", feature = "fake"))]
+
+mod support;
+
+use peertube_session::blocking::{BlockingClient, Config, STORE_BUDGET};
+use peertube_session::fake::{FakePeerTube, FakeUser};
+use peertube_session::store::{Ending, StoreError, StoreFault};
+use peertube_session::{Body, Credentials, Error, Instance, TransportError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::faulty_store::FaultyStore;
+
+const LIFETIME: u64 = 3600;
+
+fn fake() -> FakePeerTube {
+    FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .token_lifetimes(Duration::from_secs(LIFETIME), Duration::from_secs(7200))
+        .build()
+}
+
+type Answer = Result<http::Response<Vec<u8>>, TransportError>;
+type Transport = Box<dyn Fn(http::Request<Body>) -> Answer + Send + Sync>;
+
+/// The fake in process; `before_refresh` runs when a refresh request arrives, before it is
+/// answered.
+fn transport(fake: &FakePeerTube, before_refresh: impl Fn() + Send + Sync + 'static) -> Transport {
+    let fake = fake.clone();
+    Box::new(move |request| {
+        let body = String::from_utf8_lossy(request.body().as_ref()).into_owned();
+        if body.contains("grant_type=refresh_token") {
+            before_refresh();
+        }
+        Ok(fake.handle(&request))
+    })
+}
+
+fn client(
+    fake: &FakePeerTube,
+    store: &Arc<FaultyStore>,
+    call_timeout: Duration,
+) -> BlockingClient<Transport, Arc<FaultyStore>> {
+    hooked_client(fake, store, call_timeout, || {})
+}
+
+fn hooked_client(
+    fake: &FakePeerTube,
+    store: &Arc<FaultyStore>,
+    call_timeout: Duration,
+    before_refresh: impl Fn() + Send + Sync + 'static,
+) -> BlockingClient<Transport, Arc<FaultyStore>> {
+    let clock = fake.clone();
+    let config = Config::builder()
+        .clock(move || clock.now())
+        .call_timeout(call_timeout)
+        .build();
+    BlockingClient::new(
+        transport(fake, before_refresh),
+        Instance::new("http://127.0.0.1:9").unwrap(),
+    )
+    .with_config(config)
+    .with_store(store.clone())
+}
+
+fn me() -> http::Request<()> {
+    http::Request::get("/api/v1/users/me").body(()).unwrap()
+}
+
+fn login(client: &BlockingClient<Transport, Arc<FaultyStore>>) {
+    client
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_stalled_store_holds_a_call_with_a_usable_token_no_longer_than_the_store_budget() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, MINUTE);
+    login(&client);
+    store.stalled.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let call = Instant::now();
+        assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+        slowest = slowest.max(call.elapsed());
+    }
+    // Each read of the stalled store costs one call the budget, and no call more.
+    assert!(
+        slowest < STORE_BUDGET + Duration::from_millis(200),
+        "{slowest:?}"
+    );
+    // After a failed read the next waits longer: a second or so, not every call.
+    let steps = store.steps.load(Ordering::SeqCst);
+    assert!((1..=6).contains(&steps), "{steps} reads in 1.5 s");
+}
+
+#[test]
+fn an_early_refresh_the_store_cannot_lease_uses_the_token_and_is_tried_again_later() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, MINUTE);
+    login(&client);
+    // 30 s before expiry: inside the 60 s refresh margin, the token still good.
+    fake.advance(Duration::from_secs(LIFETIME - 30));
+    store.away.store(true, Ordering::SeqCst);
+    for _ in 0..20 {
+        assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    }
+    let counters = fake.counters();
+    assert_eq!((counters.token_requests, counters.refreshes), (1, 0));
+    // Once the store is back and the pause after the failed try is over, the refresh happens.
+    store.away.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(fake.counters().refreshes, 1);
+}
+
+#[test]
+fn a_dead_token_with_the_store_away_waits_until_the_deadline_and_never_refreshes_without_the_lease()
+{
+    let (fake, store) = (fake(), FaultyStore::new());
+    let call_timeout = Duration::from_millis(600);
+    let client = client(&fake, &store, call_timeout);
+    login(&client);
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    store.away.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let error = client.send_authorized(me()).unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            &error,
+            Error::Store(StoreError::Unavailable {
+                fault: StoreFault::Refused,
+                ..
+            })
+        ),
+        "the store's own failure, not a bare timeout: {error:?}"
+    );
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(waited < call_timeout + Duration::from_secs(1), "{waited:?}");
+    assert_eq!(fake.counters().refreshes, 0);
+}
+
+#[test]
+fn a_dead_token_waits_for_a_store_that_comes_back_within_the_call() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, MINUTE);
+    login(&client);
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    store.away.store(true, Ordering::SeqCst);
+    let back = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            store.away.store(false, Ordering::SeqCst);
+        })
+    };
+    let started = Instant::now();
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    back.join().unwrap();
+    assert_eq!(fake.counters().refreshes, 1);
+    assert_eq!(store.record().lineage, client.with_session(|s| s.lineage()));
+}
+
+#[test]
+fn a_client_with_no_session_of_its_own_and_the_store_away_says_so() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    login(&client(&fake, &store, MINUTE));
+    store.away.store(true, Ordering::SeqCst);
+    let newcomer = client(&fake, &store, MINUTE);
+    assert!(
+        matches!(
+            newcomer.access_token(),
+            Err(Error::Store(StoreError::Unavailable { .. }))
+        ),
+        "not `InvalidState`: the session is in the store, out of reach"
+    );
+    store.away.store(false, Ordering::SeqCst);
+    newcomer.access_token().unwrap();
+}
+
+#[test]
+fn a_save_refused_because_the_store_was_reset_keeps_the_pair_and_writes_it_back() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let wiped = store.clone();
+    let client = hooked_client(&fake, &store, MINUTE, move || wiped.wipe());
+    login(&client);
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    client.ensure_fresh().unwrap();
+    let counters = fake.counters();
+    assert_eq!(counters.refreshes, 1);
+    assert_eq!(counters.revocations, 0, "a reset is not a lost race");
+    assert_eq!(counters.live_sessions, 1);
+    let stored = store.record();
+    assert_eq!(stored.lineage, client.with_session(|s| s.lineage()));
+    assert_eq!(stored.written_back, None, "written by its maker");
+}
+
+#[test]
+fn a_pair_another_login_superseded_while_it_was_refreshed_is_revoked() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let other = Arc::new(client(&fake, &store, MINUTE));
+    let (later, clock) = (other.clone(), fake.clone());
+    let client = hooked_client(&fake, &store, MINUTE, move || {
+        // A deliberate login elsewhere, later than the first, lands in the store meanwhile.
+        clock.advance(Duration::from_secs(1));
+        login(&later);
+    });
+    login(&client);
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    client.ensure_fresh().unwrap();
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.logins, counters.refreshes),
+        (2, 1),
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters.revocations, 1,
+        "the superseded new pair: {counters:?}"
+    );
+    assert_eq!(counters.live_sessions, 1, "{counters:?}");
+    // Both clients are on the later login's pair.
+    let lineage = |c: &BlockingClient<Transport, Arc<FaultyStore>>| c.with_session(|s| s.lineage());
+    assert_eq!(lineage(&client), lineage(&other));
+    assert_eq!(store.record().lineage, lineage(&other));
+}
+
+#[test]
+fn a_store_that_came_back_empty_is_filled_again_for_a_client_started_after() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, MINUTE);
+    login(&client);
+    store.wipe();
+    // The next read (at most every 250 ms) finds the store empty and writes the pair back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    let stored = store.record();
+    assert_eq!(stored.lineage, client.with_session(|s| s.lineage()));
+    assert!(
+        stored.written_back.is_some(),
+        "written back by a holder, not its maker"
+    );
+    let newcomer = self::client(&fake, &store, MINUTE);
+    assert_eq!(newcomer.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(fake.counters().logins, 1);
+}
+
+#[test]
+fn a_written_back_pair_is_refreshed_only_once_it_settled() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, MINUTE);
+    login(&client);
+    store.wipe();
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    // The dead token is refreshed, but first written back and left to settle: a process
+    // holding a newer pair (whose save the wipe lost) would have written it over meanwhile.
+    let started = Instant::now();
+    client.ensure_fresh().unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(fake.counters().refreshes, 1);
+    assert_eq!(
+        store.record().written_back,
+        None,
+        "the refresh's maker saved it"
+    );
+}
+
+#[test]
+fn a_logout_while_the_store_is_away_reaches_it_when_it_is_back() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let (client, other) = (client(&fake, &store, MINUTE), client(&fake, &store, MINUTE));
+    login(&client);
+    assert_eq!(other.send_authorized(me()).unwrap().status(), 200);
+    store.away.store(true, Ordering::SeqCst);
+    client.logout().unwrap();
+    assert_eq!(fake.counters().live_sessions, 0);
+    store.away.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    // The next read writes the ending; the other client learns it from the store.
+    assert_eq!(client.access_token().unwrap_err(), Error::LoggedOut);
+    assert_eq!(store.record().ending, Some(Ending::LoggedOut));
+    assert_eq!(other.access_token().unwrap_err(), Error::LoggedOut);
+}
+
+#[cfg(feature = "file-store")]
+#[test]
+fn a_garbled_file_costs_calls_nothing_and_the_next_logout_or_login_replaces_it() {
+    use peertube_session::store::{FileStore, Record};
+    let fake = fake();
+    let dir = support::scratch_dir("garbled");
+    let path = dir.join("session.json");
+    let clock = fake.clone();
+    let client = || {
+        let clock = clock.clone();
+        BlockingClient::new(
+            transport(&fake, || {}),
+            Instance::new("http://127.0.0.1:9").unwrap(),
+        )
+        .with_config(Config::builder().clock(move || clock.now()).build())
+        .with_store(FileStore::open(&path).unwrap())
+    };
+    let (first, second) = (client(), client());
+    first
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    assert_eq!(second.send_authorized(me()).unwrap().status(), 200);
+    std::fs::write(&path, b"{\"format\": garbage").unwrap();
+    for _ in 0..5 {
+        assert_eq!(first.send_authorized(me()).unwrap().status(), 200);
+        assert_eq!(second.send_authorized(me()).unwrap().status(), 200);
+    }
+    first.logout().unwrap();
+    let stored = Record::from_json(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(stored.ending, Some(Ending::LoggedOut));
+    assert_eq!(
+        std::fs::read(dir.join("session.json.corrupt")).unwrap(),
+        b"{\"format\": garbage"
+    );
+    assert_eq!(second.access_token().unwrap_err(), Error::LoggedOut);
+    std::fs::write(&path, b"more garbage").unwrap();
+    second
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    let stored = Record::from_json(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(stored.lineage, second.with_session(|s| s.lineage()));
+    assert_eq!(first.send_authorized(me()).unwrap().status(), 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

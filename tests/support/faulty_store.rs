@@ -1,0 +1,98 @@
+//! A memory store that fails on demand, the ways real stores fail: away (every step refused),
+//! stalled (every step hangs until its caller's `until`, as a paused Redis does), saves
+//! refused (a full disk), wiped (back to empty, as a Redis restarted without persistence), its
+//! lease held by "another process".
+#![allow(dead_code)]
+
+use peertube_session::store::{
+    Lease, MemoryStore, Record, SessionStore, StoreError, StoreFault, Version,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub struct FaultyStore {
+    inner: Mutex<Arc<MemoryStore>>,
+    pub away: AtomicBool,
+    pub stalled: AtomicBool,
+    pub fail_saves: AtomicBool,
+    pub lease_taken: AtomicBool,
+    /// Steps tried (including the failed ones).
+    pub steps: AtomicU64,
+}
+
+impl FaultyStore {
+    pub fn new() -> Arc<FaultyStore> {
+        Arc::new(FaultyStore::default())
+    }
+
+    fn inner(&self) -> Arc<MemoryStore> {
+        self.inner.lock().unwrap().clone()
+    }
+
+    /// Forgets everything: the record, its version, the lease.
+    pub fn wipe(&self) {
+        *self.inner.lock().unwrap() = Arc::new(MemoryStore::new());
+    }
+
+    /// The record as it is now, read past every fault.
+    pub fn record(&self) -> Record {
+        pollster::block_on(self.inner().load(Instant::now() + Duration::from_secs(1))).unwrap()
+    }
+
+    fn check(&self, until: Instant) -> Result<(), StoreError> {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        if self.away.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(StoreFault::Refused, "store away"));
+        }
+        if self.stalled.load(Ordering::SeqCst) {
+            // As a blocking store does: it keeps to `until` itself.
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            return Err(StoreError::unavailable(
+                StoreFault::TimedOut,
+                "store stalled",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SessionStore for FaultyStore {
+    async fn version(&self, until: Instant) -> Result<Version, StoreError> {
+        self.check(until)?;
+        self.inner().version(until).await
+    }
+
+    async fn load(&self, until: Instant) -> Result<Record, StoreError> {
+        self.check(until)?;
+        self.inner().load(until).await
+    }
+
+    async fn save(
+        &self,
+        expected: Version,
+        record: Record,
+        lease: Option<&Lease>,
+        until: Instant,
+    ) -> Result<Version, StoreError> {
+        self.check(until)?;
+        if self.fail_saves.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(StoreFault::Full, "disk full"));
+        }
+        self.inner().save(expected, record, lease, until).await
+    }
+
+    async fn try_lease(&self, ttl: Duration, until: Instant) -> Result<Option<Lease>, StoreError> {
+        self.check(until)?;
+        if self.lease_taken.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.inner().try_lease(ttl, until).await
+    }
+
+    async fn release(&self, lease: Lease, until: Instant) -> Result<(), StoreError> {
+        self.check(until)?;
+        self.inner().release(lease, until).await
+    }
+}

@@ -1,0 +1,237 @@
+//! A fleet: worker processes (copies of the test binary) whose threads call the fake PeerTube
+//! through one session shared in a store, until told to stop. Each worker reports what its
+//! calls met on its standard output. Every wait is bounded.
+#![allow(dead_code)]
+
+use http::StatusCode;
+use peertube_session::Instance;
+use peertube_session::blocking::{BlockingClient, Config, UreqTransport};
+use peertube_session::store::{FileStore, SessionStore};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set in a worker process: its job, as JSON.
+const WORKER: &str = "PEERTUBE_SESSION_FLEET_WORKER";
+/// A worker stops by itself after this long, whatever happens.
+const WORKER_BOUND: Duration = Duration::from_secs(150);
+/// The parent kills the workers still running after this long.
+const FLEET_BOUND: Duration = Duration::from_secs(180);
+
+/// What a worker process does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub base_url: String,
+    /// A file store's path, or a `redis://` URL.
+    pub place: String,
+    pub threads: usize,
+    /// The worker stops once this file exists.
+    pub stop: PathBuf,
+    /// The exchange timeout (the lease lives 5 s longer).
+    pub timeout_ms: u64,
+    /// Run as this user and group (a root test dropping privileges, so that file modes bind).
+    pub user: Option<(u32, u32)>,
+}
+
+impl Job {
+    pub fn new(base_url: &str, place: &str, stop: &Path) -> Job {
+        Job {
+            base_url: base_url.to_owned(),
+            place: place.to_owned(),
+            threads: 8,
+            stop: stop.to_path_buf(),
+            timeout_ms: 10_000,
+            user: None,
+        }
+    }
+
+    /// Starts a worker: this test binary, running only the test `entry` (which must call
+    /// [`work_if_worker`] first).
+    pub fn spawn(&self, entry: &str) -> Child {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--exact", entry, "--test-threads=1", "--nocapture"])
+            .env(WORKER, serde_json::to_string(self).unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        #[cfg(unix)]
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(gid);
+        }
+        command.spawn().unwrap()
+    }
+}
+
+/// What one worker's calls met.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub calls: u64,
+    pub failed: u64,
+    /// The first few failures, as the error printed them.
+    pub failures: Vec<String>,
+    /// The slowest call, in milliseconds.
+    pub slowest_ms: u64,
+}
+
+const REPORT: &str = "FLEET-REPORT ";
+
+/// In a worker process: does the job and returns `true`; elsewhere returns `false` at once.
+pub fn work_if_worker() -> bool {
+    let Ok(spec) = std::env::var(WORKER) else {
+        return false;
+    };
+    let job: Job = serde_json::from_str(&spec).unwrap();
+    let instance = Instance::new(&job.base_url).unwrap();
+    let config = Config::builder()
+        .timeout(Duration::from_millis(job.timeout_ms))
+        .build();
+    let transport = UreqTransport::new();
+    #[cfg(feature = "redis")]
+    if job.place.starts_with("redis://") {
+        let store =
+            peertube_session::store::RedisStore::open(&job.place, &instance, "alice").unwrap();
+        let client = BlockingClient::new(transport, instance)
+            .with_store(store)
+            .with_config(config);
+        report(&calls(client, &job));
+        return true;
+    }
+    let store = FileStore::open(&job.place).unwrap();
+    let client = BlockingClient::new(transport, instance)
+        .with_store(store)
+        .with_config(config);
+    report(&calls(client, &job));
+    true
+}
+
+fn report(report: &Report) {
+    // On a line of its own: the test harness has already printed "test worker ... ".
+    println!("\n{REPORT}{}", serde_json::to_string(report).unwrap());
+}
+
+/// The job's threads call `GET /api/v1/users/me` until the stop file appears.
+fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, job: &Job) -> Report {
+    let client = Arc::new(client);
+    let started = Instant::now();
+    let slowest = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..job.threads)
+        .map(|_| {
+            let (client, stop, slowest) = (client.clone(), job.stop.clone(), slowest.clone());
+            std::thread::spawn(move || {
+                let mut report = Report::default();
+                while !stop.exists() && started.elapsed() < WORKER_BOUND {
+                    let me = http::Request::get("/api/v1/users/me").body(()).unwrap();
+                    let call = Instant::now();
+                    let outcome = client.send_authorized(me);
+                    let took = u64::try_from(call.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    slowest.fetch_max(took, Ordering::Relaxed);
+                    report.calls += 1;
+                    let failure = match outcome {
+                        Ok(answer) if answer.status() == StatusCode::OK => continue,
+                        Ok(answer) => format!("answered {}", answer.status()),
+                        Err(error) => format!("{error:?}"),
+                    };
+                    report.failed += 1;
+                    if report.failures.len() < 3 {
+                        report.failures.push(failure);
+                    }
+                }
+                report
+            })
+        })
+        .collect();
+    let mut total = Report::default();
+    for thread in threads {
+        let report = thread.join().unwrap();
+        total.calls += report.calls;
+        total.failed += report.failed;
+        total.failures.extend(report.failures);
+    }
+    total.failures.truncate(5);
+    total.slowest_ms = slowest.load(Ordering::Relaxed);
+    total
+}
+
+/// Workers started together, stopped together.
+pub struct Fleet {
+    children: Vec<Child>,
+    stop: PathBuf,
+}
+
+impl Fleet {
+    /// `count` workers doing `job`.
+    pub fn start(job: &Job, count: usize, entry: &str) -> Fleet {
+        let _ = std::fs::remove_file(&job.stop);
+        Fleet {
+            children: (0..count).map(|_| job.spawn(entry)).collect(),
+            stop: job.stop.clone(),
+        }
+    }
+
+    /// One more worker, stopped with the others.
+    pub fn add(&mut self, job: &Job, entry: &str) {
+        self.children.push(job.spawn(entry));
+    }
+
+    /// Tells every worker to stop and gathers their reports; a worker that crashed or
+    /// reported nothing fails the test.
+    pub fn stop(mut self) -> Vec<Report> {
+        std::fs::write(&self.stop, b"stop").unwrap();
+        let started = Instant::now();
+        let mut reports = Vec::new();
+        for child in &mut self.children {
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let mut out = String::new();
+                    child
+                        .stdout
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut out)
+                        .unwrap();
+                    let report = out
+                        .lines()
+                        .find_map(|line| line.split_once(REPORT).map(|(_, json)| json))
+                        .map(|json| serde_json::from_str(json).unwrap());
+                    assert!(status.success(), "a worker failed ({status}): {out}");
+                    reports.push(report.expect("a worker reported nothing"));
+                    break;
+                }
+                if started.elapsed() > FLEET_BOUND {
+                    for child in &mut self.children {
+                        let _ = child.kill();
+                    }
+                    panic!("workers still running after {FLEET_BOUND:?}");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        reports
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The reports summed up, for assertions and messages.
+pub fn total(reports: &[Report]) -> Report {
+    let mut total = Report::default();
+    for report in reports {
+        total.calls += report.calls;
+        total.failed += report.failed;
+        total.failures.extend(report.failures.iter().cloned());
+        total.slowest_ms = total.slowest_ms.max(report.slowest_ms);
+    }
+    total
+}
