@@ -143,6 +143,10 @@ pub struct Record {
     /// same pair (after two resets) are told apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_back: Option<u64>,
+    /// The token endpoint answered 429: no process sends a refresh or a login before this
+    /// moment (Unix seconds, the server's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_not_before: Option<u64>,
 }
 
 impl Record {
@@ -155,6 +159,7 @@ impl Record {
             ending: None,
             lineage: None,
             written_back: None,
+            refresh_not_before: None,
         }
     }
 
@@ -170,6 +175,7 @@ impl Record {
             ending,
             lineage,
             written_back: None,
+            refresh_not_before: None,
         }
     }
 
@@ -740,6 +746,27 @@ mod tests {
                 record.lineage,
                 record.ending,
                 record.is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn a_store_error_says_what_happened_in_words() {
+        let words = [
+            (StoreFault::Refused, "connection refused"),
+            (StoreFault::Dropped, "connection dropped"),
+            (StoreFault::TimedOut, "timed out"),
+            (StoreFault::Authentication, "authentication failed"),
+            (StoreFault::PermissionDenied, "permission denied"),
+            (StoreFault::Missing, "directory missing"),
+            (StoreFault::Full, "no space left"),
+            (StoreFault::Busy, "locked by another process"),
+            (StoreFault::Other, "failed"),
+        ];
+        for (fault, said) in words {
+            assert_eq!(
+                StoreError::unavailable(fault, "detail").to_string(),
+                format!("the session store is unavailable ({said}): detail")
             );
         }
     }

@@ -11,6 +11,12 @@ use std::time::Duration;
 const BINARY: &str = env!("CARGO_BIN_EXE_peertube-session");
 const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
+/// The binary reads this machine's clock: the fake's clock starts at the same moment, as a real
+/// instance's would be (a server whose clock is off is `tests/clock_skew.rs`'s subject).
+fn fake_builder() -> peertube_session::fake::FakeBuilder {
+    FakePeerTube::builder().clock_start(std::time::SystemTime::now())
+}
+
 /// A fake instance on loopback and a scratch configuration directory.
 struct World {
     fake: FakePeerTube,
@@ -22,7 +28,7 @@ impl World {
     fn new(name: &str) -> World {
         World::with(
             name,
-            FakePeerTube::builder()
+            fake_builder()
                 .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
                 .user(FakeUser::new("bob", "bob@example.org", "bob-pw").with_totp(TOTP_SECRET))
                 .no_rate_limit()
@@ -249,7 +255,7 @@ fn errors_are_one_line_with_the_reason_and_a_distinct_code() {
 fn rate_limited_says_when_to_retry() {
     let world = World::with(
         "limited",
-        FakePeerTube::builder()
+        fake_builder()
             .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
             .login_rate_limit(1, Duration::from_secs(300))
             .build(),
@@ -438,7 +444,7 @@ fn sessions_can_be_ended_one_by_one_or_all_but_this_one() {
 fn an_old_instance_has_no_sessions_to_show() {
     let world = World::with(
         "old",
-        FakePeerTube::builder()
+        fake_builder()
             .version(peertube_session::fake::ServerVersion::PeerTube6)
             .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
             .build(),

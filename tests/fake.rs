@@ -895,3 +895,83 @@ fn counters_count_requests_per_endpoint() {
     assert_eq!(counters.revoke_requests, 1);
     assert_eq!(counters.live_sessions, 1);
 }
+
+fn access_token_of(response: &Response<Vec<u8>>) -> String {
+    let body: Value = serde_json::from_slice(response.body()).unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn every_answer_carries_the_date_of_the_fake_clock() {
+    let fake = fake();
+    let response = fake.handle(&password("alice", "alice-pw"));
+    assert_eq!(response.headers()["date"], "Fri, 27 Nov 2026 17:20:00 GMT");
+    fake.advance(Duration::from_secs(61));
+    let response = fake.handle(&me("unknown"));
+    assert_eq!(response.headers()["date"], "Fri, 27 Nov 2026 17:21:01 GMT");
+}
+
+/// PeerTube's `rates_limit.api` sits on the users router (the token route and `users/me`
+/// included) and on `oauth-clients`: `server/core/controllers/api/users/index.ts` and
+/// `oauth-clients.ts`, `usersRouter.use(apiRateLimiter)`; its handler lets an administrator's or
+/// a moderator's token through (`middlewares/rate-limiter.ts`).
+#[test]
+fn the_api_limit_counts_every_users_route_per_address_and_lets_moderators_through() {
+    use peertube_session::fake::FakeRole;
+    let fake = FakePeerTube::builder()
+        .client("cid", "csecret")
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .user(FakeUser::new("mod", "mod@example.org", "mod-pw").with_role(FakeRole::Moderator))
+        .no_rate_limit()
+        .api_rate_limit(5, Duration::from_secs(10))
+        .build();
+    let alice = access_token_of(&fake.handle(&password("alice", "alice-pw")));
+    let moderator = access_token_of(&fake.handle(&password("mod", "mod-pw")));
+    // 2 token requests so far; 3 more calls fill the window.
+    for _ in 0..3 {
+        assert_eq!(fake.handle(&me(&alice)).status(), StatusCode::OK);
+    }
+    let over = fake.handle(&me(&alice));
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(over.headers()["retry-after"], "10");
+    assert_eq!(over.headers()["x-ratelimit-limit"], "5");
+    assert_eq!(over.body(), b"Too many requests, please try again later.");
+    // The token route and the client route are behind the same limit…
+    assert_eq!(
+        fake.handle(&password("alice", "alice-pw")).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let client = Request::get("http://127.0.0.1:9000/api/v1/oauth-clients/local")
+        .body(Vec::new())
+        .unwrap();
+    assert_eq!(fake.handle(&client).status(), StatusCode::TOO_MANY_REQUESTS);
+    // …an unknown API route is not (PeerTube's catch-all comes after no limiter)…
+    let other = Request::get("http://127.0.0.1:9000/api/v1/videos")
+        .body(Vec::new())
+        .unwrap();
+    assert_eq!(fake.handle(&other).status(), StatusCode::BAD_REQUEST);
+    // …and a moderator's token passes, though it counts.
+    assert_eq!(fake.handle(&me(&moderator)).status(), StatusCode::OK);
+    let counters = fake.counters();
+    assert_eq!((counters.rate_limited, counters.api_rate_limited), (1, 2));
+    // Another address has a window of its own; the next window starts afresh.
+    let mut elsewhere = me(&alice);
+    elsewhere
+        .extensions_mut()
+        .insert(ClientAddr(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))));
+    assert_eq!(fake.handle(&elsewhere).status(), StatusCode::OK);
+    fake.advance(Duration::from_secs(10));
+    assert_eq!(fake.handle(&me(&alice)).status(), StatusCode::OK);
+}
+
+#[test]
+fn refused_tokens_are_counted() {
+    let fake = fake();
+    assert_eq!(fake.handle(&me("dead")).status(), StatusCode::UNAUTHORIZED);
+    let missing = Request::get("http://127.0.0.1:9000/api/v1/users/me")
+        .body(Vec::new())
+        .unwrap();
+    assert_eq!(fake.handle(&missing).status(), StatusCode::UNAUTHORIZED);
+    // `unauthorized_request` (no token at all) is not a refused token.
+    assert_eq!(fake.counters().refused_tokens, 1);
+}

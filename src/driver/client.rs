@@ -253,7 +253,18 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
         };
         let now = self.now();
-        let handled = self.session().handle(pending, &response, now);
+        let handled = {
+            let mut session = self.session();
+            let lineage = session.lineage();
+            let handled = session.handle(pending, &response, now);
+            // Known to every caller the moment the session dropped its tokens: none of them
+            // sees a session emptied for no reason.
+            if let (Operation::Refresh, Err(Error::LoginRequired(refusal))) = (operation, &handled)
+            {
+                self.sharing.refused(refusal, lineage);
+            }
+            handled
+        };
         if let Err(Error::StaleResponse(Operation::Login)) = handled {
             self.revoke_orphan(&response, deadline).await;
         }
@@ -314,6 +325,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         // then tells of a change. A session that cannot be used here reads the store at once.
         let usable = self.need(self.now()).is_ok_and(|need| need == Need::None);
         self.sync(!usable, deadline).await?;
+        self.learn_clock_if_needed(deadline).await;
         // Each turn either ends, or follows a flight that ended without an outcome (its leader
         // was cancelled, or its answer was made stale by a login or logout); the deadline
         // bounds the turns.
@@ -322,8 +334,15 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let needed = self.flights.join_or_lead(|| match self.need(now) {
                 Ok(need) => Ok(need != Need::None),
                 // A dead refresh token and a way to log in again: the leader logs in.
-                Err(_) if self.relogin.is_some() && self.relogin_possible() => Ok(true),
-                Err(error) => Err(self.ending().map_or(error, |ending| ending.error())),
+                Err(Error::InvalidState { .. })
+                    if self.relogin.is_some() && self.relogin_possible() =>
+                {
+                    Ok(true)
+                }
+                Err(error @ Error::InvalidState { .. }) => {
+                    Err(self.ending().map_or(error, |ending| ending.error()))
+                }
+                Err(other) => Err(other),
             });
             match needed? {
                 Role::Done => return Ok(()),
@@ -385,9 +404,11 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 .send_with_token(request.clone(), deadline, body_limit)
                 .await?;
             let (ticket, response) = (&sent.ticket, &sent.response);
+            let now = self.now();
             // `Some(whether the dead token was still ours)` when the token on it was dead.
             let dead = {
                 let mut session = self.session();
+                session.learn_clock(response, now);
                 session
                     .observe(ticket, response)
                     .then(|| session.is_current(ticket))
@@ -403,6 +424,35 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 Some(true) => died_at = Some(refreshed),
                 Some(false) => {}
             }
+        }
+    }
+
+    /// Before any answer told this process the server's time, a pair that looks due or
+    /// expired may only look so because this machine's clock is off: one `GET /api/v1/ping`
+    /// (no token, not rate limited on PeerTube) tells the server's time first. It costs
+    /// nothing once an answer was seen, and nothing while the pair looks good.
+    async fn learn_clock_if_needed(&self, deadline: CallDeadline) {
+        let doubtful = {
+            let now = self.now();
+            let session = self.session();
+            !session.knows_server_clock()
+                && session.state() == State::LoggedIn
+                && session.refresh_due(now)
+        };
+        if !doubtful {
+            return;
+        }
+        let Ok(uri) = self.instance().uri("/api/v1/ping") else {
+            return;
+        };
+        let mut ping = Request::new(Body::default());
+        *ping.uri_mut() = uri;
+        if self.stamp(&mut ping, deadline).is_err() {
+            return;
+        }
+        if let Ok(answer) = self.transport.send(ping).await {
+            let now = self.now();
+            self.session().learn_clock(&answer, now);
         }
     }
 
@@ -426,14 +476,27 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         deadline: CallDeadline,
         body_limit: usize,
     ) -> Result<Sent, Error> {
-        let mut tries = 0;
+        let mut expired_on_arrival = 0;
         let ticket = loop {
-            tries += 1;
             self.ensure_fresh_within(deadline).await?;
             let now = self.now();
-            let authorized = self.session().authorize(&mut request, now);
+            let (authorized, refused) = {
+                let session = self.session();
+                let authorized = session.authorize(&mut request, now);
+                (authorized, session.access_rejected())
+            };
             match authorized {
-                Err(Error::AccessTokenExpired) if tries < MAX_AUTHORIZE_TRIES => continue,
+                // Another caller saw a 401 for the token, or a refusal of its refresh token
+                // emptied the session, between the freshness check and here: wait for what that
+                // caller does, within the deadline (each turn waits for a refresh or ends).
+                Err(Error::AccessTokenExpired) if refused => continue,
+                Err(Error::InvalidState { .. }) => continue,
+                // Expired by the clock the moment it arrived: a server handing out such tokens
+                // must not keep a caller refreshing.
+                Err(Error::AccessTokenExpired) if expired_on_arrival + 1 < MAX_AUTHORIZE_TRIES => {
+                    expired_on_arrival += 1;
+                    continue;
+                }
                 other => break other?,
             }
         };
@@ -609,9 +672,9 @@ impl Sent {
 /// refresh.
 const MAX_SENDS: usize = 3;
 
-/// How many times one send looks for a usable token. A token found dead between the freshness
-/// check and `authorize` is waited for once more; a server handing out tokens that are dead on
-/// arrival must not keep a caller refreshing.
+/// How many times one send takes a token that expired by the clock the moment it arrived: a
+/// server handing out tokens that are dead on arrival must not keep a caller refreshing. (A
+/// token another caller found dead is waited for within the call's deadline, not counted.)
 const MAX_AUTHORIZE_TRIES: usize = 3;
 
 /// A panic elsewhere while holding the lock leaves a session that is still consistent (every

@@ -144,6 +144,7 @@ pub(crate) struct Config {
     pub(crate) access_lifetime: Duration,
     pub(crate) refresh_lifetime: Duration,
     pub(crate) login_limit: Option<(u32, Duration)>,
+    pub(crate) api_limit: Option<(u32, Duration)>,
     pub(crate) host: Option<String>,
     pub(crate) version: ServerVersion,
     pub(crate) start: SystemTime,
@@ -151,10 +152,18 @@ pub(crate) struct Config {
     pub(crate) access_token_uses: Option<u64>,
 }
 
+/// PeerTube's default `rates_limit.login`: 15 requests per 5 minutes per client address, on
+/// `POST /api/v1/users/token`.
+pub const LOGIN_LIMIT: (u32, Duration) = (15, Duration::from_secs(5 * 60));
+/// PeerTube's default `rates_limit.api`: 50 requests per 10 s per client address, on the
+/// routers that use it (`/api/v1/users/…`, `/api/v1/oauth-clients/…` among those the fake has).
+pub const API_LIMIT: (u32, Duration) = (50, Duration::from_secs(10));
+
 /// Sets up a [`FakePeerTube`](super::FakePeerTube).
 ///
 /// Defaults: no users; access tokens live 1 day and refresh tokens 2 weeks; the login rate
-/// limit is 15 token requests per 5 minutes per client address; any `Host` is accepted (like a
+/// limit is 15 token requests per 5 minutes per client address ([`LOGIN_LIMIT`]), the API
+/// limit ([`API_LIMIT`]) is off until [`FakeBuilder::api_rate_limit`]; any `Host` is accepted (like a
 /// PeerTube test instance) until [`FakeBuilder::host`] names the canonical one; PeerTube 8
 /// answers, token sessions included ([`ServerVersion`]); the fake clock starts at 2026-11-27 (Unix 1 795 800 000).
 #[derive(Debug, Clone)]
@@ -173,7 +182,8 @@ impl Default for FakeBuilder {
                 registrations: Vec::new(),
                 access_lifetime: Duration::from_secs(24 * 3600),
                 refresh_lifetime: Duration::from_secs(14 * 24 * 3600),
-                login_limit: Some((15, Duration::from_secs(5 * 60))),
+                login_limit: Some(LOGIN_LIMIT),
+                api_limit: None,
                 host: None,
                 version: ServerVersion::default(),
                 start: UNIX_EPOCH + Duration::from_secs(1_795_800_000),
@@ -236,9 +246,28 @@ impl FakeBuilder {
         self
     }
 
-    /// Turns the login rate limit off.
+    /// Turns both rate limits off.
     pub fn no_rate_limit(mut self) -> Self {
         self.config.login_limit = None;
+        self.config.api_limit = None;
+        self
+    }
+
+    /// Sets PeerTube's API rate limit: at most `max` requests per `window` per client address
+    /// to the routes PeerTube puts it on (`/api/v1/users/…`, the token route and
+    /// `/api/v1/users/me` included, and `/api/v1/oauth-clients/…`), every request counted
+    /// (fixed windows, as express-rate-limit's memory store). Over it: 429, plain text,
+    /// `Retry-After` and `X-RateLimit-*`, except for requests carrying the live access token of
+    /// an administrator or a moderator, which still count but pass.
+    pub fn api_rate_limit(mut self, max: u32, window: Duration) -> Self {
+        self.config.api_limit = Some((max, window));
+        self
+    }
+
+    /// PeerTube's two default limits: [`LOGIN_LIMIT`] and [`API_LIMIT`].
+    pub fn peertube_rate_limits(mut self) -> Self {
+        self.config.login_limit = Some(LOGIN_LIMIT);
+        self.config.api_limit = Some(API_LIMIT);
         self
     }
 

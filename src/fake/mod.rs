@@ -13,6 +13,7 @@
 //! | `GET /api/v1/oauth-clients/local` | the client pair; 403 without `code` when `Host` is not the configured host; 500 with code `Error` for an install without a client row ([`FakeBuilder::without_oauth_client`]) |
 //! | `POST /api/v1/users/token` | form check, client check, grant checks, password grant (username case-insensitive, e-mail, blocked and unverified users, pending or rejected registrations, TOTP two-factor), external-auth tokens (5 minutes, single use), refresh grant with rotation, expiries on the fake clock, the login rate limit (plain-text 429 with `Retry-After` and `X-RateLimit-*`) |
 //! | `POST /api/v1/users/revoke-token` | case-sensitive `Bearer` check; 200 `{"success":true}` (with `redirectUrl` for users set up with one); 401 `invalid_token` / `unauthorized_request`, 400 `invalid_request` |
+//! | `/api/v1/ping` | 200 `pong`, no token needed, no limit (what a client reads the server's `Date` from) |
 //! | `GET /api/v1/users/me` | `{"id","username","email","role","blocked"}` for a live token (ids are 1-based positions in the builder's users), 401 `invalid_token` otherwise |
 //! | `GET /api/v1/users/{id}/token-sessions` | PeerTube 8 only: the user's live token pairs (both tokens valid), `start`/`count` (0–100, default 15)/`sort` (`createdAt`, `-createdAt`, the default) with 400 `invalid-params` for bad ones; `loginDevice` is the login's `User-Agent` (null without one), carried over by refreshes, which also give the pair a new `id`; `lastActivity*` is the last authorized call's; 401, 403 (another user, without the role to manage them: see [`FakeRole`]), 404 for an unknown user |
 //! | `POST /api/v1/users/{id}/token-sessions/{sessionId}/revoke` | PeerTube 8 only: ends that pair (its tokens then get `invalid_token` / `invalid_grant`), 200 `{"success":true}`; 404 for a session that is not one of the user's live ones |
@@ -23,7 +24,11 @@
 //! issued the pair), written at once: PeerTube writes it from a cache by a scheduler (every
 //! minute in production), so a real server shows the same a little later.
 //!
-//! Not modelled: the API-wide rate limit (50 requests per 10 s), auth plugins beyond handing out
+//! Every answer carries a `Date` header from the fake clock, as PeerTube's does from its own.
+//! Both of PeerTube's rate limits are there: the login limit (on by default) and the API limit
+//! ([`FakeBuilder::api_rate_limit`], off by default), per client address.
+//!
+//! Not modelled: auth plugins beyond handing out
 //! external-auth tokens (6.x accepted an external-auth token more than once within its 5
 //! minutes; the fake follows 8.1.6+ and consumes it), and concurrent-refresh races (the fake
 //! serialises requests, so a reused refresh token always gets `invalid_grant`).
@@ -61,7 +66,9 @@ mod token;
 mod token_sessions;
 mod totp;
 
-pub use config::{FakeBuilder, FakeRole, FakeUser, RegistrationState, ServerVersion};
+pub use config::{
+    API_LIMIT, FakeBuilder, FakeRole, FakeUser, LOGIN_LIMIT, RegistrationState, ServerVersion,
+};
 pub use model::ClientAddr;
 pub use totp::totp;
 
@@ -100,8 +107,12 @@ pub struct Counters {
     pub revocations: u64,
     /// Token sessions ended through `POST /api/v1/users/{id}/token-sessions/{id}/revoke`.
     pub token_sessions_revoked: u64,
-    /// Token requests answered 429.
+    /// Token requests answered 429 (by either limit).
     pub rate_limited: u64,
+    /// Requests to other routes answered 429 by the API limit.
+    pub api_rate_limited: u64,
+    /// Authorized calls (`users/me`, token sessions, logout) refused with 401 `invalid_token`.
+    pub refused_tokens: u64,
     /// Refresh-grant requests per refresh token sent, successful or not.
     pub refreshes_per_token: HashMap<String, u64>,
     /// Token pairs whose refresh token has not expired and that were not revoked or rotated.
@@ -126,6 +137,8 @@ impl std::fmt::Debug for Counters {
             .field("revocations", &self.revocations)
             .field("token_sessions_revoked", &self.token_sessions_revoked)
             .field("rate_limited", &self.rate_limited)
+            .field("api_rate_limited", &self.api_rate_limited)
+            .field("refused_tokens", &self.refused_tokens)
             .field(
                 "refreshes_per_token",
                 &format_args!(

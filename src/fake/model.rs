@@ -59,7 +59,9 @@ pub(crate) struct Model {
     pub(crate) activity: Option<(String, Seen)>,
     /// The id the next token row gets (PeerTube's `oAuthToken.id` sequence).
     pub(crate) next_session_id: u64,
+    /// PeerTube's login limiter and API limiter: each counts on its own.
     pub(crate) limiter: RateLimiter,
+    pub(crate) api_limiter: RateLimiter,
     pub(crate) counters: Counters,
     canned: VecDeque<(Option<String>, Response<Vec<u8>>)>,
 }
@@ -75,6 +77,7 @@ impl Model {
             next_session_id: 1,
             activity: None,
             limiter: RateLimiter::default(),
+            api_limiter: RateLimiter::default(),
             counters: Counters::default(),
             canned: VecDeque::new(),
             config,
@@ -93,6 +96,15 @@ impl Model {
     }
 
     pub(crate) fn handle<B: AsRef<[u8]>>(&mut self, request: &Request<B>) -> Response<Vec<u8>> {
+        let mut response = self.answer(request);
+        if !response.headers().contains_key(http::header::DATE) {
+            let date = httpdate::fmt_http_date(self.now);
+            reply::set_header(&mut response, "date", date);
+        }
+        response
+    }
+
+    fn answer<B: AsRef<[u8]>>(&mut self, request: &Request<B>) -> Response<Vec<u8>> {
         let path = request.uri().path();
         if let Some(index) = self
             .canned
@@ -102,13 +114,50 @@ impl Model {
         {
             return response;
         }
-        let response = self.route(request, path, client_address(request));
+        let address = client_address(request);
+        let response = match self.api_limited(request, path, address) {
+            Some(refusal) => refusal,
+            None => self.route(request, path, address),
+        };
         if let Some((access, seen)) = self.activity.take()
             && let Some(session) = self.sessions.get_mut(&access)
         {
             session.last_activity = seen;
         }
+        if response.status() == StatusCode::UNAUTHORIZED
+            && is_invalid_token(&response)
+            && path != "/api/v1/users/token"
+        {
+            self.counters.refused_tokens += 1;
+        }
         response
+    }
+
+    /// PeerTube's API limiter, in front of the routers that use it: `None` to go on, or the
+    /// 429 of a request over the limit. Every request counts; over the limit, one carrying the
+    /// live access token of an administrator or a moderator passes all the same.
+    fn api_limited<B: AsRef<[u8]>>(
+        &mut self,
+        request: &Request<B>,
+        path: &str,
+        address: IpAddr,
+    ) -> Option<Response<Vec<u8>>> {
+        let (max, window) = self.config.api_limit?;
+        if !(path.starts_with("/api/v1/users/") || path.starts_with("/api/v1/oauth-clients/")) {
+            return None;
+        }
+        let verdict = self.api_limiter.hit(address, max, window, self.now);
+        let wait = verdict.retry_after_secs?;
+        if self.bypasses_limits(request) {
+            return None;
+        }
+        if path == "/api/v1/users/token" {
+            self.counters.token_requests += 1;
+            self.counters.rate_limited += 1;
+        } else {
+            self.counters.api_rate_limited += 1;
+        }
+        Some(reply::rate_limited(&verdict, wait))
     }
 
     fn route<B: AsRef<[u8]>>(
@@ -122,6 +171,10 @@ impl Model {
             (&Method::POST, "/api/v1/users/token") => self.token(request, address),
             (&Method::POST, "/api/v1/users/revoke-token") => self.revoke(request),
             (&Method::GET, "/api/v1/users/me") => self.me(request),
+            // `apiRouter.use('/ping', pong)`: any method, no token, no limiter.
+            (_, "/api/v1/ping") => {
+                reply::with_type(StatusCode::OK, "text/html; charset=utf-8", b"pong".to_vec())
+            }
             (method, path) if self.has_token_sessions() && is_token_session_route(method, path) => {
                 self.token_sessions(request)
             }
@@ -261,6 +314,12 @@ impl Model {
             .filter(|s| s.refresh_expires > self.now)
             .count()
     }
+}
+
+fn is_invalid_token(response: &Response<Vec<u8>>) -> bool {
+    serde_json::from_slice::<serde_json::Value>(response.body())
+        .ok()
+        .is_some_and(|body| body["code"] == "invalid_token")
 }
 
 /// The address a request came from (see [`ClientAddr`]).

@@ -2,6 +2,7 @@
 //! client's parsers on purpose, so that a mistake on one side is not mirrored on the other.
 
 use super::config::ServerVersion;
+use super::rate_limit::Verdict;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderName, Response, StatusCode};
 
@@ -76,12 +77,23 @@ pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Ve
 }
 
 /// express-rate-limit's answer: plain text, sent with express's default HTML content type.
-pub(crate) fn too_many_requests() -> Response<Vec<u8>> {
-    with_type(
+/// express-rate-limit's answer over the limit: plain text, `Retry-After` and the limit's
+/// headers.
+pub(crate) fn rate_limited(verdict: &Verdict, wait_secs: u64) -> Response<Vec<u8>> {
+    let mut response = with_type(
         StatusCode::TOO_MANY_REQUESTS,
         "text/html; charset=utf-8",
         b"Too many requests, please try again later.".to_vec(),
-    )
+    );
+    set_header(&mut response, "retry-after", wait_secs);
+    add_limit_headers(&mut response, verdict);
+    response
+}
+
+pub(crate) fn add_limit_headers(response: &mut Response<Vec<u8>>, verdict: &Verdict) {
+    set_header(response, "x-ratelimit-limit", verdict.limit);
+    set_header(response, "x-ratelimit-remaining", verdict.remaining);
+    set_header(response, "x-ratelimit-reset", verdict.reset_epoch_secs);
 }
 
 pub(crate) fn with_type(

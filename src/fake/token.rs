@@ -53,10 +53,7 @@ impl Model {
                 let verdict = self.limiter.hit(address, max, window, self.now);
                 if let Some(wait) = verdict.retry_after_secs {
                     self.counters.rate_limited += 1;
-                    let mut response = reply::too_many_requests();
-                    reply::set_header(&mut response, "retry-after", wait);
-                    add_limit_headers(&mut response, &verdict);
-                    return response;
+                    return reply::rate_limited(&verdict, wait);
                 }
                 Some(verdict)
             }
@@ -64,7 +61,7 @@ impl Model {
         };
         let mut response = self.grant(request);
         if let Some(verdict) = &limit {
-            add_limit_headers(&mut response, verdict);
+            reply::add_limit_headers(&mut response, verdict);
         }
         response
     }
@@ -399,10 +396,4 @@ impl Model {
             Docs::GetOAuthToken,
         )
     }
-}
-
-fn add_limit_headers(response: &mut Reply, verdict: &super::rate_limit::Verdict) {
-    reply::set_header(response, "x-ratelimit-limit", verdict.limit);
-    reply::set_header(response, "x-ratelimit-remaining", verdict.remaining);
-    reply::set_header(response, "x-ratelimit-reset", verdict.reset_epoch_secs);
 }

@@ -22,6 +22,13 @@ pub use success::{RevokeResponse, TokenResponse};
 use crate::error::{Error, Operation};
 use crate::request::OAuthClient;
 use http::Response;
+use std::time::SystemTime;
+
+/// The answer's `Date` header: when the server sent it, by the server's clock. `None` without
+/// one, or when it is not an HTTP-date (RFC 9110).
+pub fn server_date<B>(response: &Response<B>) -> Option<SystemTime> {
+    problem::header_date(response.headers(), &http::header::DATE)
+}
 
 /// The default cap on a response body: 64 KiB, far above anything PeerTube sends on these
 /// endpoints.

@@ -231,7 +231,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(at.duration_since(sent).unwrap_or(Duration::ZERO))
 }
 
-fn header_date(headers: &HeaderMap, name: &HeaderName) -> Option<std::time::SystemTime> {
+pub(crate) fn header_date(headers: &HeaderMap, name: &HeaderName) -> Option<std::time::SystemTime> {
     httpdate::parse_http_date(headers.get(name)?.to_str().ok()?.trim()).ok()
 }
 

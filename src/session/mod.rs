@@ -1,5 +1,6 @@
 //! [`Session`]: the login session as a pure state machine.
 
+mod clock;
 mod lineage;
 mod saved;
 mod tokens;
@@ -10,13 +11,14 @@ pub use saved::{SavedSession, SavedTokens};
 use crate::error::{Error, ErrorCode, Operation};
 use crate::instance::Instance;
 use crate::request::{self, Body, Credentials, OAuthClient};
-use crate::response::{Parser, Secrets};
+use crate::response::{self, Parser, Secrets};
 use crate::secret::{AccessToken, RefreshToken};
+use clock::ServerClock;
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokens::{Tokens, unix_secs};
 
 /// Default time before the access token's expiry at which a refresh becomes due.
@@ -159,6 +161,7 @@ pub struct Session {
     refresh_in_flight: bool,
     refresh_margin: Duration,
     parser: Parser,
+    clock: ServerClock,
 }
 
 impl Session {
@@ -174,6 +177,7 @@ impl Session {
             refresh_in_flight: false,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             parser: Parser::new(),
+            clock: ServerClock::Unknown,
         }
     }
 
@@ -234,9 +238,10 @@ impl Session {
         self.tokens.as_ref().map(|t| &t.access)
     }
 
-    /// When the access token expires, if the server said.
+    /// When the access token expires, if the server said, on your clock (see
+    /// [`Session::clock_offset`]).
     pub fn access_expires_at(&self) -> Option<SystemTime> {
-        self.tokens.as_ref()?.access_expires_at()
+        self.clock.local(self.tokens.as_ref()?.access_expires_at?)
     }
 
     /// Where the token pair comes from (which login, how many refreshes since), while logged
@@ -245,9 +250,10 @@ impl Session {
         self.tokens.as_ref().map(|t| t.lineage)
     }
 
-    /// When the refresh token expires, if the server said; after that only a new login helps.
+    /// When the refresh token expires, if the server said, on your clock; after that only a
+    /// new login helps.
     pub fn refresh_expires_at(&self) -> Option<SystemTime> {
-        self.tokens.as_ref()?.refresh_expires_at()
+        self.clock.local(self.tokens.as_ref()?.refresh_expires_at?)
     }
 
     /// Whether a refresh request is out and not yet handled or abandoned.
@@ -258,30 +264,69 @@ impl Session {
     /// Whether the access token should be refreshed now: it is within the refresh margin of its
     /// expiry, past it, or the server said it is dead (see [`Session::observe`]).
     pub fn refresh_due(&self, now: SystemTime) -> bool {
+        let now = self.clock.server_secs(now);
         self.tokens
             .as_ref()
-            .is_some_and(|t| t.refresh_due(unix_secs(now), self.refresh_margin))
+            .is_some_and(|t| t.refresh_due(now, self.refresh_margin))
     }
 
     /// Whether the access token is past its expiry or known dead; it cannot be used, not even to
     /// log out.
     pub fn access_expired(&self, now: SystemTime) -> bool {
-        self.tokens
-            .as_ref()
-            .is_some_and(|t| t.access_expired(unix_secs(now)))
+        let now = self.clock.server_secs(now);
+        self.tokens.as_ref().is_some_and(|t| t.access_expired(now))
     }
 
     /// Whether the refresh token is past its expiry: a refresh would fail, log in again.
     pub fn refresh_expired(&self, now: SystemTime) -> bool {
-        self.tokens
-            .as_ref()
-            .is_some_and(|t| t.refresh_expired(unix_secs(now)))
+        let now = self.clock.server_secs(now);
+        self.tokens.as_ref().is_some_and(|t| t.refresh_expired(now))
     }
 
-    /// When the driver must act next: the moment a refresh becomes due. `None` when not logged
-    /// in or when the server gave no lifetime. A time in the past means "now".
+    /// When the driver must act next, on your clock: the moment a refresh becomes due. `None`
+    /// when not logged in or when the server gave no lifetime. A time in the past means "now".
     pub fn next_deadline(&self) -> Option<SystemTime> {
-        self.tokens.as_ref()?.refresh_due_at(self.refresh_margin)
+        let due = self.tokens.as_ref()?.refresh_due_at(self.refresh_margin)?;
+        Some(self.clock.local(due).unwrap_or(UNIX_EPOCH))
+    }
+
+    /// How many seconds the server's clock runs ahead of yours (negative: behind), as the
+    /// `Date` headers of its answers tell (to the second). `None` until an answer with a `Date`
+    /// was handled ([`Session::handle`], [`Session::learn_clock`]); until then, and for servers
+    /// that send no `Date`, your clock is taken as the server's.
+    ///
+    /// Token deadlines are kept in the server's time (a login's or refresh's expiries count from
+    /// the answer's `Date`), and every method that takes `now` moves it onto the server's clock
+    /// first: a machine whose clock is a day off neither refreshes for nothing nor saves
+    /// deadlines that mislead others.
+    pub fn clock_offset(&self) -> Option<i64> {
+        match self.clock {
+            ServerClock::Offset(offset) => Some(offset),
+            ServerClock::Unknown | ServerClock::NoDate => None,
+        }
+    }
+
+    /// Local time `now` on the server's clock, in Unix seconds (see [`Session::clock_offset`]).
+    pub(crate) fn server_time(&self, now: SystemTime) -> u64 {
+        self.clock.server_secs(now)
+    }
+
+    /// Whether the server refused the access token (401 `invalid_token`).
+    pub(crate) fn access_rejected(&self) -> bool {
+        self.tokens.as_ref().is_some_and(|t| t.access_rejected)
+    }
+
+    /// Whether an answer was handled since this session was made or restored, so that its idea
+    /// of the server's clock rests on something (a `Date` header, or its absence).
+    pub(crate) fn knows_server_clock(&self) -> bool {
+        self.clock != ServerClock::Unknown
+    }
+
+    /// Learns the server's clock from any answer of the instance (an API call's too), received
+    /// at your time `now`: see [`Session::clock_offset`]. [`Session::handle`] does it for the
+    /// session's own answers.
+    pub fn learn_clock<B>(&mut self, response: &Response<B>, now: SystemTime) {
+        self.clock.learn(response::server_date(response), now);
     }
 
     // ----- commands -----
@@ -449,6 +494,7 @@ impl Session {
         if pending.ticket != self.ticket() {
             return Err(Error::StaleResponse(pending.operation()));
         }
+        self.learn_clock(response, now);
         match pending.step {
             Step::FetchClient => self.handle_client(response),
             Step::Login => self.handle_login(response, pending.credentials.as_deref(), now),
@@ -472,7 +518,8 @@ impl Session {
     ) -> Result<Event, Error> {
         match self.parser.login(response, &self.secrets(credentials)) {
             Ok(answer) => {
-                self.tokens = Some(Tokens::issued(answer, unix_secs(now), None));
+                let issued = self.issued_at(response, now);
+                self.tokens = Some(Tokens::issued(answer, issued, None));
                 self.logged_out = false;
                 self.new_generation();
                 Ok(Event::LoggedIn)
@@ -491,7 +538,8 @@ impl Session {
             Ok(answer) => {
                 // Both tokens are replaced at once: the old pair is dead on the server.
                 let previous = self.tokens.as_ref().map(|t| t.lineage);
-                self.tokens = Some(Tokens::issued(answer, unix_secs(now), previous));
+                let issued = self.issued_at(response, now);
+                self.tokens = Some(Tokens::issued(answer, issued, previous));
                 self.new_generation();
                 Ok(Event::Refreshed)
             }
@@ -555,6 +603,12 @@ impl Session {
 
     // ----- helpers -----
 
+    /// When a token answer was issued, in Unix seconds of the server's clock: its `Date`, or
+    /// `now` moved onto the server's clock.
+    fn issued_at<B>(&self, response: &Response<B>, now: SystemTime) -> u64 {
+        response::server_date(response).map_or_else(|| self.clock.server_secs(now), unix_secs)
+    }
+
     fn ticket(&self) -> Ticket {
         Ticket {
             session: self.id,
@@ -587,6 +641,7 @@ impl Session {
             refresh_in_flight: self.refresh_in_flight,
             refresh_margin: self.refresh_margin,
             parser: self.parser,
+            clock: self.clock,
         }
     }
 

@@ -50,11 +50,13 @@ impl Tokens {
         Some(expires - margin.as_secs().min(lifetime / 2))
     }
 
-    pub(crate) fn refresh_due_at(&self, margin: Duration) -> Option<SystemTime> {
+    /// When a refresh is due (Unix seconds, the server's clock); 0 once the server refused
+    /// the access token.
+    pub(crate) fn refresh_due_at(&self, margin: Duration) -> Option<u64> {
         if self.access_rejected {
-            return Some(UNIX_EPOCH);
+            return Some(0);
         }
-        self.refresh_due_at_secs(margin).and_then(from_unix_secs)
+        self.refresh_due_at_secs(margin)
     }
 
     pub(crate) fn refresh_due(&self, now: u64, margin: Duration) -> bool {
@@ -71,21 +73,9 @@ impl Tokens {
     pub(crate) fn refresh_expired(&self, now: u64) -> bool {
         self.refresh_expires_at.is_some_and(|at| now >= at)
     }
-
-    pub(crate) fn access_expires_at(&self) -> Option<SystemTime> {
-        self.access_expires_at.and_then(from_unix_secs)
-    }
-
-    pub(crate) fn refresh_expires_at(&self) -> Option<SystemTime> {
-        self.refresh_expires_at.and_then(from_unix_secs)
-    }
 }
 
 /// Whole seconds since the Unix epoch; a clock before 1970 counts as 0.
 pub(crate) fn unix_secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-pub(crate) fn from_unix_secs(secs: u64) -> Option<SystemTime> {
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }

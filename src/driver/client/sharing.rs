@@ -8,7 +8,7 @@
 
 use super::{AsyncClient, AsyncTransport};
 use crate::driver::{CallDeadline, at_most};
-use crate::error::Error;
+use crate::error::{Error, ServerError};
 use crate::request::Credentials;
 use crate::session::{Lineage, State};
 use crate::store::{
@@ -43,6 +43,8 @@ const LEASE_SLACK: Duration = Duration::from_secs(5);
 /// The first and the longest pause between two tries to take a lease another process holds.
 const LEASE_FIRST_PAUSE: Duration = Duration::from_millis(5);
 const LEASE_LAST_PAUSE: Duration = Duration::from_millis(25);
+/// How long the token endpoint is left alone after a 429 without `Retry-After`.
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// The pause between two tries to reach a store that failed, while a call waits for it.
 const STORE_AWAY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -81,6 +83,8 @@ struct Shared {
     failures: u32,
     /// No early refresh before this moment.
     quiet_until: Option<Instant>,
+    /// The token endpoint's 429: no refresh or login before this moment.
+    blocked: Option<(Instant, Box<ServerError>)>,
 }
 
 impl Sharing {
@@ -100,6 +104,11 @@ impl Sharing {
 
     fn state(&self) -> MutexGuard<'_, Shared> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The refresh of the pair of lineage `lineage` was refused: how the session ended here.
+    pub(super) fn refused(&self, refusal: &ServerError, lineage: Option<Lineage>) {
+        self.state().ending = Some((Ending::refresh_refused(refusal), lineage));
     }
 
     fn nanos(&self, at: Instant) -> u64 {
@@ -167,6 +176,9 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             });
         }
         if session.access_expired(now) {
+            if let Some(limit) = self.refresh_blocked() {
+                return Err(Error::RateLimited(limit));
+            }
             return Ok(Need::Now);
         }
         if !session.refresh_due(now) {
@@ -181,7 +193,61 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
 
     /// No early refresh for a while: the token is used as it is.
     fn quiet(&self) {
-        self.sharing.state().quiet_until = Instant::now().checked_add(QUIET);
+        self.quiet_until(Instant::now() + QUIET);
+    }
+
+    fn quiet_until(&self, until: Instant) {
+        let mut shared = self.sharing.state();
+        shared.quiet_until = shared.quiet_until.max(Some(until));
+    }
+
+    /// While the token endpoint asked to wait (`429`, in this process or another sharing the
+    /// store), the 429 to answer at once, its `Retry-After` counting what is left: nothing is
+    /// sent before then.
+    pub(super) fn refresh_blocked(&self) -> Option<Box<ServerError>> {
+        let shared = self.sharing.state();
+        let (until, limit) = shared.blocked.as_ref()?;
+        let left = until.checked_duration_since(Instant::now())?;
+        let mut limit = limit.clone();
+        limit.retry_after = Some(left);
+        Some(limit)
+    }
+
+    /// The token endpoint answered `limit` (429): no refresh or login is sent before its
+    /// `Retry-After` (a minute when it gives none), and none early either.
+    fn block_refreshes(&self, limit: &ServerError) {
+        let wait = limit.retry_after.unwrap_or(RATE_LIMIT_WAIT);
+        let until = Instant::now() + wait;
+        self.quiet_until(until);
+        let mut shared = self.sharing.state();
+        if shared
+            .blocked
+            .as_ref()
+            .is_none_or(|(known, _)| *known < until)
+        {
+            shared.blocked = Some((until, Box::new(limit.clone())));
+        }
+    }
+
+    /// What a record says of the token endpoint's limit, taken over when it asks to wait longer.
+    fn learn_block(&self, record: &Record, server_now: u64) {
+        let Some(not_before) = record.refresh_not_before else {
+            return;
+        };
+        let Some(wait) = not_before.checked_sub(server_now).filter(|w| *w > 0) else {
+            return;
+        };
+        let mut limit = ServerError::of_status(http::StatusCode::TOO_MANY_REQUESTS);
+        limit.retry_after = Some(Duration::from_secs(wait));
+        self.block_refreshes(&limit);
+    }
+
+    /// When refreshes may be sent again, in Unix seconds of the server's clock, if not now.
+    fn refresh_not_before(&self, server_now: u64) -> Option<u64> {
+        let shared = self.sharing.state();
+        let (until, _) = shared.blocked.as_ref()?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(server_now + left.as_secs() + u64::from(left.subsec_nanos() > 0))
     }
 
     /// Brings the session up to the store, at most every [`STORE_CHECK_INTERVAL`] (unless
@@ -299,6 +365,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         record: Record,
         deadline: CallDeadline,
     ) -> Result<Option<Reconcile>, Error> {
+        let now = self.now();
         let (decision, orphan) = {
             let mut session = self.session();
             if session.refresh_in_flight() {
@@ -308,6 +375,10 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let (lineage, ending) = self.ours(session.lineage(), &shared);
             let decision = reconcile(lineage, ending.as_ref(), &record);
             shared.written_back = record.written_back;
+            let server_now = session.server_time(now);
+            drop(shared);
+            self.learn_block(&record, server_now);
+            let mut shared = self.sharing.state();
             let mut orphan = None;
             match decision {
                 Reconcile::InStep => {
@@ -345,13 +416,17 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
 
     /// The record of what this client holds: written back unless this client made it.
     fn our_record(&self) -> Record {
+        let now = self.now();
         let session = self.session();
         let shared = self.sharing.state();
         let (lineage, ending) = self.ours(session.lineage(), &shared);
         let mark = (!shared.authored).then(write_back_mark);
-        Record::new(session.save(), ending)
+        drop(shared);
+        let mut record = Record::new(session.save(), ending)
             .with_lineage(lineage)
-            .with_written_back(mark)
+            .with_written_back(mark);
+        record.refresh_not_before = self.refresh_not_before(session.server_time(now));
+        record
     }
 
     /// Saved as `record`: the store is at `version` and holds what this client holds.
@@ -526,8 +601,16 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let _ = bounded(until, self.store.release(lease, until)).await;
         }
         loop {
-            // A dead refresh token with a way to log in again counts as needed now.
-            let needed = self.need(self.now()).unwrap_or(Need::Now);
+            let needed = match self.need(self.now()) {
+                Ok(needed) => needed,
+                Err(Error::RateLimited(limit)) => return Err(Error::RateLimited(limit)),
+                // A dead refresh token with a way to log in again: a login, unless the token
+                // endpoint asked to wait.
+                Err(_) => match self.refresh_blocked() {
+                    Some(limit) => return Err(Error::RateLimited(limit)),
+                    None => Need::Now,
+                },
+            };
             let store_until = match needed {
                 Need::None => return Ok(()),
                 Need::Early => earliest(deadline.at(), Instant::now() + STORE_BUDGET),
@@ -672,8 +755,6 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     .await)
             }
             Err(Error::LoginRequired(refusal)) => {
-                let ending = Ending::refresh_refused(&refusal);
-                self.sharing.state().ending = Some((ending, refreshed_from));
                 if self.relogin.is_some() {
                     return Ok(self
                         .relogin_holding(loaded, lease, store_until, deadline)
@@ -694,6 +775,19 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     return Ok(Saved::Yes);
                 }
                 Err(Held::Failed(Error::LoginRequired(refusal)))
+            }
+            Err(Error::RateLimited(limit)) => {
+                // The token endpoint's limit counts refreshes too: nothing more before its
+                // `Retry-After`, here and (through the store) in the other processes.
+                self.block_refreshes(&limit);
+                let saved = self
+                    .save_under_if(loaded, lease, store_until, deadline)
+                    .await;
+                match needed {
+                    // The token still works: the call goes on with it.
+                    Need::Early => Ok(saved),
+                    _ => Err(Held::Failed(Error::RateLimited(limit))),
+                }
             }
             Err(error) if needed == Need::Early && !matches!(error, Error::StaleResponse(_)) => {
                 // The token still works: the call goes on with it, and the refresh is tried
@@ -845,6 +939,9 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             outcome = self
                 .log_in_once(&credentials.clone().with_otp(code), deadline)
                 .await;
+        }
+        if let Err(Error::RateLimited(limit)) = &outcome {
+            self.block_refreshes(limit);
         }
         outcome?;
         {
