@@ -3,10 +3,13 @@
 //! runtime: the only waiting it does is for another caller's refresh.
 
 mod account;
+mod lease;
+mod logins;
 mod sharing;
 
 pub use account::{OtherSessionsEnded, SessionRevoked};
-pub use sharing::{Relogin, STORE_BUDGET};
+pub use logins::Relogin;
+pub use sharing::STORE_BUDGET;
 
 use crate::Instance;
 use crate::driver::flight::{Flights, Role};
