@@ -23,7 +23,7 @@
 //! ```
 
 pub use crate::driver::client::{AsyncClient, AsyncTransport};
-pub use crate::driver::client::{OtherSessionsEnded, Relogin, SessionRevoked};
+pub use crate::driver::client::{LoginOutcome, OtherSessionsEnded, Relogin, SessionRevoked};
 pub use crate::driver::{
     CallDeadline, Clock, Config, ConfigBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT, DeadlineElapsed, ExchangeLimits, STORE_BUDGET,

@@ -22,7 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use crate::driver::client::{OtherSessionsEnded, Relogin, SessionRevoked};
+pub use crate::driver::client::{LoginOutcome, OtherSessionsEnded, Relogin, SessionRevoked};
 pub use crate::driver::{
     CallDeadline, Clock, Config, ConfigBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT, DeadlineElapsed, ExchangeLimits, STORE_BUDGET,
@@ -202,13 +202,45 @@ impl<T: Transport, S: SessionStore> BlockingClient<T, S> {
     /// Logs in, fetching the client pair first when the session has none. If a cached pair is
     /// rejected (`invalid_client`), fetches it again and retries once.
     ///
+    /// A login is a deliberate act: it replaces the session the store holds (every process
+    /// sharing it takes the new one) and revokes the pair it replaced. It is made under the
+    /// store's lease, so that logins racing on one store (processes starting together, two
+    /// command lines on one profile) end with one session alive: each one that comes after
+    /// supersedes the one before. To log in only when the store holds no usable session, use
+    /// [`login_if_needed`](Self::login_if_needed).
+    ///
     /// [`Error::TwoFactorRequired`] means: call again with
     /// [`Credentials::with_otp`], or use [`BlockingClient::login_with_otp_prompt`].
     /// [`Error::StaleResponse`] means another login on this client finished first: that one's
-    /// session is kept, and the tokens this one got were revoked.
+    /// session is kept (and the tokens this one got, if any, were revoked).
     pub fn login(&self, credentials: &Credentials) -> Result<(), Error> {
         let deadline = self.driver.deadline();
         block_on(deadline, self.driver.login_within(credentials, deadline))
+    }
+
+    /// Logs in only if the store holds no usable session (the first process of a fleet starting
+    /// together logs in, the others use its session: one login, not one per process). Under
+    /// the store's lease, like [`login`](Self::login); [`LoginOutcome`] says which happened.
+    ///
+    /// ```no_run
+    /// # use peertube_session::blocking::{BlockingClient, LoginOutcome, UreqTransport};
+    /// # use peertube_session::{Credentials, Instance};
+    /// # use peertube_session::store::FileStore;
+    /// let client = BlockingClient::new(UreqTransport::new(), Instance::new("https://video.example.org")?)
+    ///     .with_store(FileStore::open("/var/lib/uploader/peertube-session.json")?);
+    /// // At every worker's start: only one of them sends a login.
+    /// match client.login_if_needed(&Credentials::password("alice", "correct horse"))? {
+    ///     LoginOutcome::LoggedIn => println!("logged in for the fleet"),
+    ///     _ => println!("using the fleet's session"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn login_if_needed(&self, credentials: &Credentials) -> Result<LoginOutcome, Error> {
+        let deadline = self.driver.deadline();
+        block_on(
+            deadline,
+            self.driver.login_if_needed_within(credentials, deadline),
+        )
     }
 
     /// Logs in, and if the server asks for a two-factor code, calls `ask_otp` once and logs in

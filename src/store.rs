@@ -147,6 +147,12 @@ pub struct Record {
     /// moment (Unix seconds, the server's clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_not_before: Option<u64>,
+    /// A number the logins through this store add to their `User-Agent`
+    /// (`peertube-session-store/<16 hex digits>`) when their clients log in again by
+    /// themselves: PeerTube shows a session's login `User-Agent` as its device, which tells the
+    /// sessions this store made from the account's others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<u64>,
 }
 
 impl Record {
@@ -160,6 +166,7 @@ impl Record {
             lineage: None,
             written_back: None,
             refresh_not_before: None,
+            tag: None,
         }
     }
 
@@ -176,6 +183,7 @@ impl Record {
             lineage,
             written_back: None,
             refresh_not_before: None,
+            tag: None,
         }
     }
 

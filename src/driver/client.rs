@@ -8,7 +8,7 @@ mod logins;
 mod sharing;
 
 pub use account::{OtherSessionsEnded, SessionRevoked};
-pub use logins::Relogin;
+pub use logins::{LoginOutcome, Relogin};
 pub use sharing::STORE_BUDGET;
 
 use crate::Instance;
@@ -69,6 +69,9 @@ pub struct AsyncClient<T, S = MemoryStore> {
     /// Refreshes this client has sent, so that a call can tell a token it refreshed from one
     /// another process did.
     refreshes_sent: AtomicU64,
+    /// Logins this client made, so that a login that waited for the lease can tell another one
+    /// of this client's finished first.
+    logins_done: AtomicU64,
     /// Where new credentials come from when the refresh token is dead, if anywhere.
     relogin: Option<Relogin>,
     session: Mutex<Session>,
@@ -108,6 +111,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
             store: MemoryStore::new(),
             sharing: Sharing::new(),
             refreshes_sent: AtomicU64::new(0),
+            logins_done: AtomicU64::new(0),
             relogin: None,
             session: Mutex::new(session),
             flights: Flights::default(),
@@ -124,6 +128,7 @@ impl<T: AsyncTransport> AsyncClient<T> {
             store,
             sharing: Sharing::new(),
             refreshes_sent: AtomicU64::new(0),
+            logins_done: AtomicU64::new(0),
             relogin: self.relogin,
             session: self.session,
             flights: self.flights,
@@ -298,31 +303,6 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         self.exchange(step, deadline).await.map(drop)
     }
 
-    pub(crate) async fn login_within(
-        &self,
-        credentials: &Credentials,
-        deadline: CallDeadline,
-    ) -> Result<(), Error> {
-        let fetched = self.state() == State::NoClient;
-        if fetched {
-            self.fetch_client_within(deadline).await?;
-        }
-        let step = self.session().login(credentials)?;
-        match self.exchange(step, deadline).await {
-            Err(Error::InvalidClient(_)) if !fetched => {
-                self.fetch_client_within(deadline).await?;
-                let step = self.session().login(credentials)?;
-                self.exchange(step, deadline).await?;
-            }
-            other => {
-                other?;
-            }
-        }
-        // A login is the user's deliberate act: it replaces whatever the store holds.
-        self.save_over(None, deadline).await;
-        Ok(())
-    }
-
     pub(crate) async fn ensure_fresh_within(&self, deadline: CallDeadline) -> Result<(), Error> {
         // The store's interval applies only while the local token looks good: a 401 for it
         // then tells of a change. A session that cannot be used here reads the store at once.
@@ -360,6 +340,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                         continue;
                     }
                     leader.finish(Some(outcome.clone()));
+                    // After a re-login, once the waiters have their answer.
+                    self.clean_orphans(deadline).await;
                     return outcome;
                 }
             }
@@ -556,13 +538,27 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Logs in, fetching the client pair first when the session has none. If a cached pair is
     /// rejected (`invalid_client`), fetches it again and retries once.
     ///
+    /// A login is a deliberate act: it replaces the session the store holds (every process
+    /// sharing it takes the new one) and revokes the pair it replaced. It is made under the
+    /// store's lease, so that logins racing on one store end with one session alive. To log
+    /// in only when the store holds no usable session, use
+    /// [`login_if_needed`](Self::login_if_needed).
+    ///
     /// [`Error::TwoFactorRequired`] means: call again with
     /// [`Credentials::with_otp`], or use [`AsyncClient::login_with_otp_prompt`].
     /// [`Error::StaleResponse`] means another login on this client finished first: that one's
-    /// session is kept, and the tokens this one got were revoked.
+    /// session is kept (and the tokens this one got, if any, were revoked).
     pub async fn login(&self, credentials: &Credentials) -> Result<(), Error> {
         let deadline = self.deadline();
         within(deadline, self.login_within(credentials, deadline)).await
+    }
+
+    /// Logs in only if the store holds no usable session (the first task or process of a fleet
+    /// starting together logs in, the others use its session). Under the store's lease, like
+    /// [`login`](Self::login); [`LoginOutcome`] says which happened.
+    pub async fn login_if_needed(&self, credentials: &Credentials) -> Result<LoginOutcome, Error> {
+        let deadline = self.deadline();
+        within(deadline, self.login_if_needed_within(credentials, deadline)).await
     }
 
     /// Logs in, and if the server asks for a two-factor code, calls `ask_otp` once, awaits its

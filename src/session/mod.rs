@@ -585,7 +585,7 @@ impl Session {
 
     /// Every secret this session knows, plus a login's credentials: in case a server or proxy
     /// echoes what it was sent, none of them leaves the session inside an error.
-    fn secrets<'a>(&'a self, credentials: Option<&'a Credentials>) -> Secrets<'a> {
+    pub(crate) fn secrets<'a>(&'a self, credentials: Option<&'a Credentials>) -> Secrets<'a> {
         let mut secrets = Secrets::none();
         if let Some(client) = &self.client {
             secrets = secrets.client(client);

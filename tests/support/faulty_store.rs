@@ -36,6 +36,15 @@ impl FaultyStore {
         *self.inner.lock().unwrap() = Arc::new(MemoryStore::new());
     }
 
+    /// Writes `record` over whatever the store holds, past every fault and lease (what a login
+    /// of another process that did without the lease does).
+    pub fn put(&self, record: Record) {
+        let until = Instant::now() + Duration::from_secs(1);
+        let inner = self.inner();
+        let current = pollster::block_on(inner.version(until)).unwrap();
+        pollster::block_on(inner.save(current, record, None, until)).unwrap();
+    }
+
     /// The record as it is now, read past every fault.
     pub fn record(&self) -> Record {
         pollster::block_on(self.inner().load(Instant::now() + Duration::from_secs(1))).unwrap()

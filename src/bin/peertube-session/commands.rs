@@ -4,10 +4,10 @@ use crate::failure::Failure;
 use crate::input::Input;
 use crate::profile::{About, Profile};
 use crate::words;
+use peertube_session::Credentials;
 use peertube_session::api::{Timestamp, TokenSession};
 use peertube_session::blocking::{BlockingClient, Config, UreqTransport};
 use peertube_session::store::{Ending, FileStore};
-use peertube_session::{Credentials, Session};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 type Client = BlockingClient<UreqTransport, FileStore>;
@@ -48,23 +48,12 @@ pub fn login(
         None => input.username()?,
     };
     let password = input.password()?;
-    // An unreadable session file holds no session to end: the login replaces it.
-    let earlier = profile
-        .record()
-        .ok()
-        .flatten()
-        .and_then(|record| record.session)
-        .filter(|saved| saved.tokens.is_some());
     let client = client(&about, profile.store()?)?;
     let credentials = Credentials::password(about.username.as_str(), password);
+    // Under the profile store's lease: the profile's earlier session is revoked, and two logins
+    // at once leave one session.
     client.login_with_otp_prompt(&credentials, || input.otp())?;
     profile.remember(&about)?;
-    // The profile's earlier session would live on, unused, for weeks: end it (best effort).
-    if let Some(saved) = earlier
-        && let Ok(session) = Session::restore(saved)
-    {
-        let _ = BlockingClient::from_session(UreqTransport::new(), session).logout();
-    }
     if json {
         print_json(&serde_json::json!({
             "profile": profile.name(),

@@ -38,8 +38,8 @@ pub struct OtherSessionsEnded {
 }
 
 /// Every session of a user, and which one is the caller's, with the token it was listed with.
-struct Listing {
-    sessions: Vec<TokenSession>,
+pub(super) struct Listing {
+    pub(super) sessions: Vec<TokenSession>,
     current: Option<(TokenSession, Authorized)>,
 }
 
@@ -92,7 +92,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
 
     /// Walks the pages of `all`; with `until_current`, stops at the page holding the caller's
     /// session.
-    async fn listing(
+    pub(super) async fn listing(
         &self,
         mut all: AllTokenSessions,
         until_current: bool,

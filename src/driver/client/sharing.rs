@@ -73,6 +73,11 @@ pub(super) struct Shared {
     pub(super) quiet_until: Option<Instant>,
     /// The token endpoint's 429: no refresh or login before this moment.
     pub(super) blocked: Option<(Instant, Box<ServerError>)>,
+    /// The number the logins through this store put in their `User-Agent` (see
+    /// `Record::tag`), once known.
+    pub(super) tag: Option<u64>,
+    /// A re-login happened: the sessions a lost refresh answer left are to be looked for.
+    pub(super) orphans_to_clean: bool,
 }
 
 impl Sharing {
@@ -363,6 +368,9 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let (lineage, ending) = self.ours(session.lineage(), &shared);
             let decision = reconcile(lineage, ending.as_ref(), &record);
             shared.written_back = record.written_back;
+            if record.tag.is_some() {
+                shared.tag = record.tag;
+            }
             let server_now = session.server_time(now);
             drop(shared);
             self.learn_block(&record, server_now);
@@ -414,6 +422,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             .with_lineage(lineage)
             .with_written_back(mark);
         record.refresh_not_before = self.refresh_not_before(session.server_time(now));
+        record.tag = self.sharing.state().tag;
         record
     }
 
@@ -521,7 +530,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
 }
 
 /// A number no other write-back draws: the process, the moment, a counter, mixed.
-fn write_back_mark() -> u64 {
+pub(super) fn write_back_mark() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     static DRAWN: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
