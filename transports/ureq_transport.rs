@@ -218,6 +218,14 @@ fn transport_error(error: ureq::Error) -> TransportError {
 }
 
 fn io_kind(error: &io::Error) -> TransportErrorKind {
+    // rustls reports a failed handshake (a plain HTTP server answering a ClientHello, a
+    // certificate it refuses) as an I/O error holding its own.
+    if error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+    {
+        return TransportErrorKind::Tls;
+    }
     match error.kind() {
         io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable => {
             TransportErrorKind::Connect

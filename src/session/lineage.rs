@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 /// PeerTube's refresh grant kills the pair it was given and hands out the next one, so pairs of
 /// one login form a line: the pair with more refreshes is the live one, and every pair before
 /// it is dead on the server. Between two logins, the later one is the current one (a login is
-/// a deliberate act). A session store keeps the lineage of the pair it holds, so that a process
+/// a deliberate act): later in the store's history of logins (each one made through a store
+/// counts one more than the last it knew of), then by the server's clock. A session store
+/// keeps the lineage of the pair it holds, so that a process
 /// whose copy of the store fell behind (its save failed, the store was wiped or restored) can
 /// tell which of two pairs to keep.
 ///
@@ -25,6 +27,10 @@ pub struct Lineage {
     pub refreshes: u64,
     /// The fingerprint of this pair's refresh token.
     pub pair: u64,
+    /// The login's place in the history of logins through a store: one more than the last one
+    /// the client that made it knew of (0 for a login made without a store's history).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl Lineage {
@@ -36,6 +42,7 @@ impl Lineage {
             logged_in_at,
             refreshes: 0,
             pair: id,
+            generation: 0,
         }
     }
 
@@ -49,12 +56,15 @@ impl Lineage {
     }
 
     /// Whether a pair of this lineage replaces one of `other`'s: a later pair of the same login,
-    /// or any pair of a later login.
+    /// or any pair of a later login (later in the store's history, then by the server's clock,
+    /// then, for logins in the same second that neither knew of, by fingerprint: the same
+    /// answer everywhere).
     pub fn supersedes(&self, other: &Lineage) -> bool {
         if self.login == other.login {
             self.refreshes > other.refreshes
         } else {
-            (self.logged_in_at, self.login) > (other.logged_in_at, other.login)
+            let key = |l: &Lineage| (l.generation, l.logged_in_at, l.login);
+            key(self) > key(other)
         }
     }
 
@@ -98,6 +108,13 @@ mod tests {
 
         let later = Lineage::of_login("other", 101);
         assert!(later.supersedes(&second) && !second.supersedes(&later));
+        // A login later in the store's history wins whatever the clocks say.
+        let next = Lineage {
+            generation: 1,
+            ..Lineage::of_login("next", 99)
+        };
+        assert!(next.supersedes(&later) && !later.supersedes(&next));
+        assert_eq!(next.refreshed("n1").generation, 1);
         // Logins answered in the same second: the fingerprint decides, the same way everywhere.
         let twin = Lineage::of_login("twin", 100);
         assert!(twin.supersedes(&login) != login.supersedes(&twin));

@@ -306,6 +306,13 @@ impl Session {
         }
     }
 
+    /// Places the pair's login in a store's history of logins (see [`Lineage::generation`]).
+    pub(crate) fn set_login_generation(&mut self, generation: u64) {
+        if let Some(tokens) = &mut self.tokens {
+            tokens.lineage.generation = generation;
+        }
+    }
+
     /// Local time `now` on the server's clock, in Unix seconds (see [`Session::clock_offset`]).
     pub(crate) fn server_time(&self, now: SystemTime) -> u64 {
         self.clock.server_secs(now)

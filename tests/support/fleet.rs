@@ -4,16 +4,16 @@
 #![allow(dead_code)]
 
 use http::StatusCode;
-use peertube_session::Instance;
-use peertube_session::blocking::{BlockingClient, Config, UreqTransport};
+use peertube_session::blocking::{BlockingClient, Config, Relogin, UreqTransport};
 use peertube_session::store::{FileStore, SessionStore};
+use peertube_session::{Credentials, Instance};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Set in a worker process: its job, as JSON.
 const WORKER: &str = "PEERTUBE_SESSION_FLEET_WORKER";
@@ -35,6 +35,30 @@ pub struct Job {
     pub timeout_ms: u64,
     /// Run as this user and group (a root test dropping privileges, so that file modes bind).
     pub user: Option<(u32, u32)>,
+    /// How far this worker's clock is off (seconds; negative: behind).
+    #[serde(default)]
+    pub skew_secs: i64,
+    /// What the worker does before its calls, with alice's password.
+    #[serde(default)]
+    pub boot: Boot,
+    /// Log in again by itself with this password when the refresh token is dead.
+    #[serde(default)]
+    pub relogin: Option<String>,
+    /// Stop after this many calls per thread (besides the stop file).
+    #[serde(default)]
+    pub calls: Option<u64>,
+}
+
+/// What a worker does before its calls.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub enum Boot {
+    /// Nothing: it uses the session in the store.
+    #[default]
+    Nothing,
+    /// `login` with this password (every worker logs in: the racing-logins case).
+    Login(String),
+    /// `login_if_needed` with this password (what a fleet should do).
+    LoginIfNeeded(String),
 }
 
 impl Job {
@@ -46,6 +70,10 @@ impl Job {
             stop: stop.to_path_buf(),
             timeout_ms: 10_000,
             user: None,
+            skew_secs: 0,
+            boot: Boot::Nothing,
+            relogin: None,
+            calls: None,
         }
     }
 
@@ -87,8 +115,10 @@ pub fn work_if_worker() -> bool {
     };
     let job: Job = serde_json::from_str(&spec).unwrap();
     let instance = Instance::new(&job.base_url).unwrap();
+    let skew = job.skew_secs;
     let config = Config::builder()
         .timeout(Duration::from_millis(job.timeout_ms))
+        .clock(move || skewed(SystemTime::now(), skew))
         .build();
     let transport = UreqTransport::new();
     #[cfg(feature = "redis")]
@@ -114,17 +144,43 @@ fn report(report: &Report) {
     println!("\n{REPORT}{}", serde_json::to_string(report).unwrap());
 }
 
+/// `at`, moved by `skew` seconds.
+pub fn skewed(at: SystemTime, skew: i64) -> SystemTime {
+    let by = Duration::from_secs(skew.unsigned_abs());
+    if skew >= 0 { at + by } else { at - by }
+}
+
 /// The job's threads call `GET /api/v1/users/me` until the stop file appears.
 fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, job: &Job) -> Report {
+    let client = match &job.relogin {
+        Some(password) => {
+            let password = password.clone();
+            client.with_relogin(Relogin::new(move || {
+                Some(Credentials::password("alice", password.as_str()))
+            }))
+        }
+        None => client,
+    };
     let client = Arc::new(client);
+    let booted = match &job.boot {
+        Boot::Nothing => Ok(()),
+        Boot::Login(password) => client.login(&Credentials::password("alice", password.as_str())),
+        Boot::LoginIfNeeded(password) => client
+            .login_if_needed(&Credentials::password("alice", password.as_str()))
+            .map(drop),
+    };
     let started = Instant::now();
     let slowest = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..job.threads)
         .map(|_| {
             let (client, stop, slowest) = (client.clone(), job.stop.clone(), slowest.clone());
+            let limit = job.calls;
             std::thread::spawn(move || {
                 let mut report = Report::default();
-                while !stop.exists() && started.elapsed() < WORKER_BOUND {
+                while !stop.exists()
+                    && started.elapsed() < WORKER_BOUND
+                    && limit.is_none_or(|limit| report.calls < limit)
+                {
                     let me = http::Request::get("/api/v1/users/me").body(()).unwrap();
                     let call = Instant::now();
                     let outcome = client.send_authorized(me);
@@ -146,6 +202,10 @@ fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, jo
         })
         .collect();
     let mut total = Report::default();
+    if let Err(error) = &booted {
+        total.failed += 1;
+        total.failures.push(format!("at boot: {error:?}"));
+    }
     for thread in threads {
         let report = thread.join().unwrap();
         total.calls += report.calls;
@@ -180,8 +240,14 @@ impl Fleet {
 
     /// Tells every worker to stop and gathers their reports; a worker that crashed or
     /// reported nothing fails the test.
-    pub fn stop(mut self) -> Vec<Report> {
+    pub fn stop(self) -> Vec<Report> {
         std::fs::write(&self.stop, b"stop").unwrap();
+        self.wait()
+    }
+
+    /// Waits for every worker to end by itself (jobs with a number of calls), and gathers their
+    /// reports, as [`Fleet::stop`] does.
+    pub fn wait(mut self) -> Vec<Report> {
         let started = Instant::now();
         let mut reports = Vec::new();
         for child in &mut self.children {

@@ -52,7 +52,15 @@ pub fn login(
     let credentials = Credentials::password(about.username.as_str(), password);
     // Under the profile store's lease: the profile's earlier session is revoked, and two logins
     // at once leave one session.
-    client.login_with_otp_prompt(&credentials, || input.otp())?;
+    let interactive = input.is_interactive();
+    match client.login_with_otp_prompt(&credentials, || input.otp()) {
+        Err(peertube_session::Error::TwoFactorRequired(_)) if interactive => {
+            return Err(Failure::refused(
+                "this account needs a two-factor code: the 6 digits your authenticator app shows",
+            ));
+        }
+        other => other?,
+    }
     profile.remember(&about)?;
     if json {
         print_json(&serde_json::json!({
@@ -263,12 +271,16 @@ pub fn revoke(profile: &Profile, id: Option<u64>, others: bool, json: bool) -> R
 }
 
 pub fn logout(profile: &Profile, json: bool) -> Result<(), Failure> {
-    let client = logged_in_client(profile)?;
-    let was_logged_in = match client.logout() {
-        Ok(_) => true,
-        // Nothing alive on the server to end: forgetting it here is all there is to do.
-        Err(error) if Failure::from(error.clone()).is_not_logged_in() => false,
-        Err(error) => return Err(error.into()),
+    let was_logged_in = match logged_in_client(profile) {
+        Ok(client) => match client.logout() {
+            Ok(_) => true,
+            // Nothing alive on the server to end: forgetting it here is all there is to do.
+            Err(error) if Failure::from(error.clone()).is_not_logged_in() => false,
+            Err(error) => return Err(error.into()),
+        },
+        // Logged out already (or never logged in): a repeated logout has done its work.
+        Err(failure) if failure.is_not_logged_in() => false,
+        Err(failure) => return Err(failure),
     };
     profile.forget()?;
     if json {
@@ -279,10 +291,7 @@ pub fn logout(profile: &Profile, json: bool) -> Result<(), Failure> {
     } else if was_logged_in {
         eprintln!("logged out (profile {})", profile.name());
     } else {
-        eprintln!(
-            "was not logged in (profile {}); forgotten here",
-            profile.name()
-        );
+        eprintln!("already logged out (profile {})", profile.name());
     }
     Ok(())
 }

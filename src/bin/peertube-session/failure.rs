@@ -1,14 +1,14 @@
 //! What went wrong, in one line, and the exit code that says it to scripts.
 
-use peertube_session::Error;
 use peertube_session::store::StoreError;
+use peertube_session::{Error, TransportError, TransportErrorKind};
 use std::fmt;
 use std::process::ExitCode;
 
 /// The exit codes, documented in `--help`'s epilogue and the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// 1: anything else (the profile's files, a session that does not exist).
+    /// 1: anything else (the profile's files).
     Other = 1,
     /// 2: the command line itself (clap uses 2 too).
     Usage = 2,
@@ -50,6 +50,10 @@ impl Failure {
         Failure::new(Kind::Other, message)
     }
 
+    pub fn refused(message: &str) -> Failure {
+        Failure::new(Kind::Refused, message)
+    }
+
     pub fn not_logged_in(profile: &str) -> Failure {
         Failure::new(
             Kind::NotLoggedIn,
@@ -86,6 +90,13 @@ fn chain(error: &dyn std::error::Error) -> String {
         next = cause.source();
     }
     text
+}
+
+/// A TLS handshake that met something other than TLS: the first bytes back were not a TLS
+/// record (rustls' "received corrupt message of type InvalidContentType"), what a plain HTTP
+/// server answers to a `ClientHello`.
+fn speaks_no_tls(error: &TransportError) -> bool {
+    error.kind() == TransportErrorKind::Tls && chain(error).contains("InvalidContentType")
 }
 
 /// The server's own words, when it gave any.
@@ -132,6 +143,10 @@ impl From<Error> for Failure {
                     None => "rate limited by the instance: retry later".to_owned(),
                 },
             ),
+            Error::Transport(transport) if speaks_no_tls(transport) => (
+                Kind::Unreachable,
+                "the instance does not speak TLS there (did you mean http:// ?)".to_owned(),
+            ),
             Error::Transport(_) => (
                 Kind::Unreachable,
                 format!("the instance is unreachable: {}", chain(&error)),
@@ -142,8 +157,8 @@ impl From<Error> for Failure {
                     .to_owned(),
             ),
             Error::NotFound(_) => (
-                Kind::Other,
-                format!("not found{}", reason(&error)),
+                Kind::Server,
+                format!("not found on the instance{}", reason(&error)),
             ),
             Error::InvalidUrl(_) | Error::InvalidInput(_) => (Kind::Usage, chain(&error)),
             Error::Store(store) => return Failure::store(store),

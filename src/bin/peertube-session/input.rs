@@ -44,11 +44,21 @@ impl Input {
         self.secret("Password: ", PASSWORD_VARIABLE, "password")
     }
 
-    /// The two-factor code; `None` when there is none to give.
+    /// Whether a person answers (standard input is a terminal).
+    pub fn is_interactive(&self) -> bool {
+        self.interactive
+    }
+
+    /// The two-factor code; `None` when there is none to give. A person who just pressed
+    /// Enter is asked again (three times in all).
     pub fn otp(&mut self) -> Option<String> {
-        self.secret("Two-factor code: ", OTP_VARIABLE, "two-factor code")
-            .ok()
-            .filter(|code| !code.trim().is_empty())
+        let tries = if self.interactive { 3 } else { 1 };
+        (0..tries).find_map(|_| {
+            self.secret("Two-factor code: ", OTP_VARIABLE, "two-factor code")
+                .ok()
+                .map(|code| code.trim().to_owned())
+                .filter(|code| !code.is_empty())
+        })
     }
 
     fn secret(&mut self, prompt: &str, variable: &str, what: &str) -> Result<String, Failure> {

@@ -25,7 +25,10 @@ Profiles live in the configuration directory (PEERTUBE_SESSION_HOME overrides it
 in a file only you can read.";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(std::env::args_os());
+    let cli = match Cli::try_parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(error) => return clap_failure(&error),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -33,6 +36,30 @@ fn main() -> ExitCode {
             failure.exit_code()
         }
     }
+}
+
+/// `--help` and `--version` as clap prints them; a mistake on the command line in one line,
+/// like every other failure, with the tool's name and exit code 2.
+fn clap_failure(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = error.to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("peertube-session: {message} (see --help)");
+    ExitCode::from(2)
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {

@@ -117,9 +117,18 @@ impl Profile {
         }
     }
 
-    /// Forgets the profile here.
+    /// Forgets the profile here: its session, the store's lock and lease beside it, and what
+    /// it remembers.
     pub fn forget(&self) -> Result<(), Failure> {
-        for path in [self.store_path(), self.about_path()] {
+        let store = self.store_path();
+        let beside = |suffix: &str| {
+            let mut name = store.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let lock = beside(".lock");
+        let lease = beside(".lease");
+        for path in [store, lease, lock, self.about_path()] {
             match std::fs::remove_file(&path) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Failure::local(&format!(

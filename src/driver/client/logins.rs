@@ -12,7 +12,7 @@ use crate::error::{Error, Operation};
 use crate::request::{Body, Credentials};
 use crate::response::Parser;
 use crate::session::{Event, Pending, SavedSession, Session, State};
-use crate::store::{Ending, Lease, Record, SessionStore, StoreError, Version};
+use crate::store::{Ending, Lease, Record, SessionStore, StoreError, StoreFault, Version};
 use http::{HeaderValue, Request};
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -91,7 +91,12 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let now = Instant::now();
             match self.try_lease(until).await {
                 Ok(Some(taken)) => return Ok(Some(taken)),
-                Ok(None) => away_since = None,
+                // Held, or its lock held, by another process: a moment's wait.
+                Ok(None)
+                | Err(StoreError::Unavailable {
+                    fault: StoreFault::Busy,
+                    ..
+                }) => away_since = None,
                 Err(_) if now - *away_since.get_or_insert(now) >= STORE_BUDGET => return Ok(None),
                 Err(_) => {}
             }
@@ -125,8 +130,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 return Ok(LoginOutcome::AlreadyLoggedIn);
             }
         }
-        if let Some(tag) = record.as_ref().and_then(|record| record.tag) {
-            self.sharing.state().tag.get_or_insert(tag);
+        if let Some(record) = &record {
+            let mut shared = self.sharing.state();
+            if let Some(tag) = record.tag {
+                shared.tag.get_or_insert(tag);
+            }
+            if let Some(theirs) = record.lineage {
+                shared.generation = shared.generation.max(theirs.generation);
+            }
         }
         let replaced = record.as_ref().and_then(live_pair_of);
         self.log_in_once(credentials, deadline).await?;
@@ -273,6 +284,12 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         };
         if let Ok(Event::LoggedIn) = outcome {
             self.logins_done.fetch_add(1, Ordering::AcqRel);
+            // The next place in the store's history of logins: later than every login this
+            // client has seen there, whatever the clocks say.
+            let mut session = self.session();
+            let mut shared = self.sharing.state();
+            shared.generation += 1;
+            session.set_login_generation(shared.generation);
         }
         outcome.map(drop)
     }

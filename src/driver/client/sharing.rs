@@ -78,6 +78,8 @@ pub(super) struct Shared {
     pub(super) tag: Option<u64>,
     /// A re-login happened: the sessions a lost refresh answer left are to be looked for.
     pub(super) orphans_to_clean: bool,
+    /// The latest place in the store's history of logins this client knows of.
+    pub(super) generation: u64,
 }
 
 impl Sharing {
@@ -370,6 +372,9 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             shared.written_back = record.written_back;
             if record.tag.is_some() {
                 shared.tag = record.tag;
+            }
+            if let Some(theirs) = record.lineage {
+                shared.generation = shared.generation.max(theirs.generation);
             }
             let server_now = session.server_time(now);
             drop(shared);
