@@ -36,6 +36,9 @@ pub enum Fault {
     /// Send the status line and headers (with the full `Content-Length`) and the first half of
     /// the body, then close the connection.
     TruncateBody,
+    /// Handle the request (a refresh rotates the pair) and close the connection without the
+    /// answer: a refresh whose answer was lost on the way back.
+    LoseAnswer,
 }
 
 type Faults = Arc<Mutex<VecDeque<(Option<String>, Fault)>>>;
@@ -185,6 +188,10 @@ async fn answer(
     };
     match fault {
         Some(Fault::Close) => return Err(io::Error::other("fault injected: connection closed")),
+        Some(Fault::LoseAnswer) => {
+            drop(fake.handle(&request));
+            return Err(io::Error::other("fault injected: answer lost"));
+        }
         Some(Fault::Delay(wait)) => tokio::time::sleep(wait).await,
         _ => {}
     }

@@ -47,6 +47,15 @@ pub struct Job {
     /// Stop after this many calls per thread (besides the stop file).
     #[serde(default)]
     pub calls: Option<u64>,
+    /// The refresh margin, when not the default.
+    #[serde(default)]
+    pub margin_secs: Option<u64>,
+    /// Each thread waits this long between two calls.
+    #[serde(default)]
+    pub pace_ms: u64,
+    /// An API limiter's 429 is an answer like any other (counted, not a failure).
+    #[serde(default)]
+    pub accept_429: bool,
 }
 
 /// What a worker does before its calls.
@@ -74,6 +83,9 @@ impl Job {
             boot: Boot::Nothing,
             relogin: None,
             calls: None,
+            margin_secs: None,
+            pace_ms: 0,
+            accept_429: false,
         }
     }
 
@@ -104,6 +116,9 @@ pub struct Report {
     pub failures: Vec<String>,
     /// The slowest call, in milliseconds.
     pub slowest_ms: u64,
+    /// Calls answered 429 by the instance's API limit (with `accept_429`).
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 const REPORT: &str = "FLEET-REPORT ";
@@ -116,10 +131,13 @@ pub fn work_if_worker() -> bool {
     let job: Job = serde_json::from_str(&spec).unwrap();
     let instance = Instance::new(&job.base_url).unwrap();
     let skew = job.skew_secs;
-    let config = Config::builder()
+    let mut config = Config::builder()
         .timeout(Duration::from_millis(job.timeout_ms))
-        .clock(move || skewed(SystemTime::now(), skew))
-        .build();
+        .clock(move || skewed(SystemTime::now(), skew));
+    if let Some(margin) = job.margin_secs {
+        config = config.refresh_margin(Duration::from_secs(margin));
+    }
+    let config = config.build();
     let transport = UreqTransport::new();
     #[cfg(feature = "redis")]
     if job.place.starts_with("redis://") {
@@ -175,6 +193,7 @@ fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, jo
         .map(|_| {
             let (client, stop, slowest) = (client.clone(), job.stop.clone(), slowest.clone());
             let limit = job.calls;
+            let (pace, accept_429) = (Duration::from_millis(job.pace_ms), job.accept_429);
             std::thread::spawn(move || {
                 let mut report = Report::default();
                 while !stop.exists()
@@ -187,8 +206,15 @@ fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, jo
                     let took = u64::try_from(call.elapsed().as_millis()).unwrap_or(u64::MAX);
                     slowest.fetch_max(took, Ordering::Relaxed);
                     report.calls += 1;
+                    std::thread::sleep(pace);
                     let failure = match outcome {
                         Ok(answer) if answer.status() == StatusCode::OK => continue,
+                        Ok(answer)
+                            if accept_429 && answer.status() == StatusCode::TOO_MANY_REQUESTS =>
+                        {
+                            report.rate_limited += 1;
+                            continue;
+                        }
                         Ok(answer) => format!("answered {}", answer.status()),
                         Err(error) => format!("{error:?}"),
                     };
@@ -210,6 +236,7 @@ fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, jo
         let report = thread.join().unwrap();
         total.calls += report.calls;
         total.failed += report.failed;
+        total.rate_limited += report.rate_limited;
         total.failures.extend(report.failures);
     }
     total.failures.truncate(5);
@@ -296,6 +323,7 @@ pub fn total(reports: &[Report]) -> Report {
     for report in reports {
         total.calls += report.calls;
         total.failed += report.failed;
+        total.rate_limited += report.rate_limited;
         total.failures.extend(report.failures.iter().cloned());
         total.slowest_ms = total.slowest_ms.max(report.slowest_ms);
     }

@@ -145,3 +145,40 @@ impl Served {
         peertube_session::Instance::new(&self.server.base_url()).unwrap()
     }
 }
+
+/// Keeps the fake's clock on the real one (moved every 20 ms) until dropped: for tests where
+/// processes on real clocks meet expiries and windows in real time.
+#[cfg(feature = "fake")]
+pub struct RealTime {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(feature = "fake")]
+impl RealTime {
+    pub fn follow(fake: &peertube_session::fake::FakePeerTube) -> RealTime {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (fake, stopped) = (fake.clone(), stop.clone());
+        fake.set_now(SystemTime::now());
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                fake.set_now(SystemTime::now());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        RealTime {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+#[cfg(feature = "fake")]
+impl Drop for RealTime {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -415,13 +415,19 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         Ok(Some(decision))
     }
 
-    /// The record of what this client holds: written back unless this client made it.
+    /// The record of what this client holds. Marked written back (see `Record::written_back`)
+    /// when it goes into a store that was behind and this client did not make it; saved again
+    /// in step with the store (to carry a 429's wait), it keeps the store's mark.
     pub(super) fn our_record(&self) -> Record {
         let now = self.now();
         let session = self.session();
         let shared = self.sharing.state();
         let (lineage, ending) = self.ours(session.lineage(), &shared);
-        let mark = (!shared.authored).then(write_back_mark);
+        let mark = match (shared.authored, shared.synced) {
+            (true, _) => None,
+            (false, Some(_)) => shared.written_back,
+            (false, None) => Some(write_back_mark()),
+        };
         drop(shared);
         let mut record = Record::new(session.save(), ending)
             .with_lineage(lineage)
