@@ -8,16 +8,14 @@
 //! the median of the rounds. Results: BENCHMARKS.md.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use peertube_session::asynchronous::{AsyncClient, HyperTransport};
 use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, Transport, UreqTransport};
-use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::{
-    Body, Credentials, Instance, OAuthClient, Session, TransportError, TransportErrorKind,
+    Body, Instance, OAuthClient, Session, TransportError, TransportErrorKind,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -40,237 +38,12 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+mod support;
+
+use support::*;
+
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-const PASSWORD: &str = "correct horse battery staple";
-const ROUNDS: usize = 7;
-const SESSIONS_PER_ROUND: usize = 100;
-
-fn fake() -> FakePeerTube {
-    FakePeerTube::builder()
-        .user(FakeUser::new("alice", "alice@example.org", PASSWORD))
-        .no_rate_limit()
-        .build()
-}
-
-fn credentials() -> Credentials {
-    Credentials::password("alice", PASSWORD)
-}
-
-/// A clock a day ahead of the fake's once `ahead` is set, so the driver's next step refreshes.
-fn clock(
-    fake: &FakePeerTube,
-    ahead: &Arc<AtomicU64>,
-) -> impl Fn() -> SystemTime + Send + Sync + 'static {
-    let (fake, ahead) = (fake.clone(), ahead.clone());
-    move || fake.now() + Duration::from_secs(ahead.load(Ordering::Relaxed))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Runs each variant `ROUNDS` times, interleaved, and returns sessions per second (median).
-fn race(variants: &mut [(&str, &mut dyn FnMut())]) -> Vec<f64> {
-    let mut rates = vec![Vec::new(); variants.len()];
-    for (_, run) in variants.iter_mut() {
-        run(); // warm-up: connections, caches
-    }
-    for _ in 0..ROUNDS {
-        for (index, (_, run)) in variants.iter_mut().enumerate() {
-            let started = Instant::now();
-            for _ in 0..SESSIONS_PER_ROUND {
-                run();
-            }
-            rates[index].push(SESSIONS_PER_ROUND as f64 / started.elapsed().as_secs_f64());
-        }
-    }
-    rates.into_iter().map(median).collect()
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    serde_urlencoded::to_string(pairs).unwrap()
-}
-
-/// The password grant as PeerTube's own clients send it.
-fn login_form(client_id: &str, client_secret: &str) -> String {
-    form(&[
-        ("client_id", client_id),
-        ("client_secret", client_secret),
-        ("grant_type", "password"),
-        ("response_type", "code"),
-        ("scope", "upload"),
-        ("username", "alice"),
-        ("password", PASSWORD),
-    ])
-}
-
-fn refresh_form(client_id: &str, client_secret: &str, refresh_token: &str) -> String {
-    form(&[
-        ("client_id", client_id),
-        ("client_secret", client_secret),
-        ("grant_type", "refresh_token"),
-        ("response_type", "code"),
-        ("refresh_token", refresh_token),
-    ])
-}
-
-fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes).unwrap()
-}
-
-// ----- blocking -----
-
-fn blocking_driver_session<T: Transport + Clone>(
-    fake: &FakePeerTube,
-    instance: &Instance,
-    transport: &T,
-    logout: bool,
-) {
-    let ahead = Arc::new(AtomicU64::new(0));
-    let client = BlockingClient::new(transport.clone(), instance.clone())
-        .with_config(Config::builder().clock(clock(fake, &ahead)).build());
-    client.login(&credentials()).unwrap();
-    ahead.store(86_400, Ordering::Relaxed);
-    client.ensure_fresh().unwrap();
-    if logout {
-        client.logout().unwrap();
-    }
-}
-
-fn plain_ureq_session(agent: &ureq::Agent, base: &str) {
-    let read = |mut response: http::Response<ureq::Body>| {
-        json(&response.body_mut().read_to_vec().unwrap())
-    };
-    let pair = read(
-        agent
-            .get(format!("{base}/api/v1/oauth-clients/local"))
-            .call()
-            .unwrap(),
-    );
-    let (id, secret) = (
-        pair["client_id"].as_str().unwrap(),
-        pair["client_secret"].as_str().unwrap(),
-    );
-    let token_url = format!("{base}/api/v1/users/token");
-    let login = login_form(id, secret);
-    let tokens = read(
-        agent
-            .post(&token_url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .send(login)
-            .unwrap(),
-    );
-    let refresh = refresh_form(id, secret, tokens["refresh_token"].as_str().unwrap());
-    let tokens = read(
-        agent
-            .post(&token_url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .send(refresh)
-            .unwrap(),
-    );
-    let access = tokens["access_token"].as_str().unwrap();
-    read(
-        agent
-            .post(format!("{base}/api/v1/users/revoke-token"))
-            .header("authorization", format!("Bearer {access}"))
-            .send_empty()
-            .unwrap(),
-    );
-}
-
-fn oauth2_session(agent: &ureq2::Agent, base: &str) {
-    use oauth2::basic::BasicClient;
-    use oauth2::{
-        AuthType, ClientId, ClientSecret, ResourceOwnerPassword, ResourceOwnerUsername,
-        TokenResponse, TokenUrl,
-    };
-    let pair = json(
-        agent
-            .get(&format!("{base}/api/v1/oauth-clients/local"))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap()
-            .as_bytes(),
-    );
-    let client = BasicClient::new(ClientId::new(
-        pair["client_id"].as_str().unwrap().to_owned(),
-    ))
-    .set_client_secret(ClientSecret::new(
-        pair["client_secret"].as_str().unwrap().to_owned(),
-    ))
-    .set_auth_type(AuthType::RequestBody)
-    .set_token_uri(TokenUrl::new(format!("{base}/api/v1/users/token")).unwrap());
-    let tokens = client
-        .exchange_password(
-            &ResourceOwnerUsername::new("alice".into()),
-            &ResourceOwnerPassword::new(PASSWORD.into()),
-        )
-        .request(agent)
-        .unwrap();
-    client
-        .exchange_refresh_token(tokens.refresh_token().unwrap())
-        .request(agent)
-        .unwrap();
-}
-
-// ----- async -----
-
-async fn hyper_driver_session<C>(
-    fake: &FakePeerTube,
-    transport: &HyperTransport<C>,
-    session: Session,
-) where
-    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
-{
-    let ahead = Arc::new(AtomicU64::new(0));
-    let client = AsyncClient::from_session(transport.clone(), session)
-        .with_config(Config::builder().clock(clock(fake, &ahead)).build());
-    client.login(&credentials()).await.unwrap();
-    ahead.store(86_400, Ordering::Relaxed);
-    client.ensure_fresh().await.unwrap();
-    client.logout().await.unwrap();
-}
-
-async fn plain_hyper_session(client: &Client<HttpConnector, Full<Bytes>>, base: &str) {
-    async fn send(
-        client: &Client<HttpConnector, Full<Bytes>>,
-        request: http::Request<Full<Bytes>>,
-    ) -> serde_json::Value {
-        let response = client.request(request).await.unwrap();
-        json(&response.into_body().collect().await.unwrap().to_bytes())
-    }
-    let post = |url: &str, body: String| {
-        http::Request::post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap()
-    };
-    let get = http::Request::get(format!("{base}/api/v1/oauth-clients/local"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let pair = send(client, get).await;
-    let (id, secret) = (
-        pair["client_id"].as_str().unwrap(),
-        pair["client_secret"].as_str().unwrap(),
-    );
-    let token_url = format!("{base}/api/v1/users/token");
-    let login = login_form(id, secret);
-    let tokens = send(client, post(&token_url, login)).await;
-    let refresh = refresh_form(id, secret, tokens["refresh_token"].as_str().unwrap());
-    let tokens = send(client, post(&token_url, refresh)).await;
-    let revoke = http::Request::post(format!("{base}/api/v1/users/revoke-token"))
-        .header(
-            "authorization",
-            format!("Bearer {}", tokens["access_token"].as_str().unwrap()),
-        )
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    send(client, revoke).await;
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
@@ -312,17 +85,11 @@ fn whole_sessions() {
     let server = fake.serve().unwrap();
     let base = server.base_url();
     let instance = Instance::new(&base).unwrap();
-    // The same phase split as `UreqTransport`'s 30 s (its docs): an IP address, no lookup.
-    let share = |percent: u32| Some(Duration::from_secs(30) * percent / 100);
+    // `UreqTransport`'s bound: one 30 s timeout for the whole exchange.
     let timed_agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(share(15))
-        .timeout_send_request(share(5))
-        .timeout_send_body(share(5))
-        .timeout_recv_response(share(55))
-        .timeout_recv_body(share(15))
+        .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let by_name = Instance::new(&base.replace("127.0.0.1", "localhost")).unwrap();
     let untimed_agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -338,28 +105,25 @@ fn whole_sessions() {
             blocking_driver_session(&fake, &instance, &transport, true)
         }),
         ("plain ureq, same timeout", &mut || {
-            plain_ureq_session(&timed_agent, &base)
+            plain_ureq_session(&timed_agent, &base, true);
         }),
         ("driver over untimed ureq", &mut || {
             blocking_driver_session(&fake, &instance, &untimed, true)
         }),
         ("plain ureq, no timeout", &mut || {
-            plain_ureq_session(&plain_agent, &base)
-        }),
-        ("ureq driver, host name", &mut || {
-            blocking_driver_session(&fake, &by_name, &transport, true)
+            plain_ureq_session(&plain_agent, &base, true);
         }),
     ]);
     println!("## Whole session over loopback (client → login → refresh → logout)\n");
     println!("| variant | sessions/s | ratio |");
     println!("|---|---|---|");
     println!(
-        "| `BlockingClient` + `UreqTransport` (30 s timeout split across phases, 64 KiB cap) | {:.0} | {:.2} of the next row |",
+        "| `BlockingClient` + `UreqTransport` (one 30 s timeout per exchange, 64 KiB cap) | {:.0} | {:.2} of the next row |",
         rates[0],
         rates[0] / rates[1]
     );
     println!(
-        "| plain ureq by hand, same 30 s phase timeouts | {:.0} | 1.00 |",
+        "| plain ureq by hand, same 30 s global timeout | {:.0} | 1.00 |",
         rates[1]
     );
     println!(
@@ -370,11 +134,6 @@ fn whole_sessions() {
     println!(
         "| plain ureq by hand, no timeout (ureq's default) | {:.0} | 1.00 |",
         rates[3]
-    );
-    println!(
-        "| `BlockingClient` + `UreqTransport` to `localhost` (a bounded lookup: a thread per request) | {:.0} | {:.2} of the first row |",
-        rates[4],
-        rates[4] / rates[0]
     );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -389,10 +148,11 @@ fn whole_sessions() {
                 &fake,
                 &hyper_transport,
                 Session::new(instance.clone()),
+                true,
             ))
         }),
         ("plain hyper", &mut || {
-            runtime.block_on(plain_hyper_session(&plain, &base))
+            runtime.block_on(plain_hyper_session(&plain, &base, true))
         }),
     ]);
     println!(
@@ -420,7 +180,7 @@ fn whole_sessions() {
     println!("| variant | sessions/s | ratio |");
     println!("|---|---|---|");
     println!(
-        "| `BlockingClient` + `UreqTransport` (30 s timeout split across phases) | {:.0} | {:.2} of oauth2 |",
+        "| `BlockingClient` + `UreqTransport` (one 30 s timeout per exchange) | {:.0} | {:.2} of oauth2 |",
         rates[0],
         rates[0] / rates[2]
     );

@@ -32,7 +32,7 @@ pub use crate::session::DEFAULT_REFRESH_MARGIN;
 pub use ::ureq;
 
 #[cfg(feature = "ureq")]
-pub use crate::ureq_transport::UreqTransport;
+pub use crate::ureq_transport::{UreqTransport, UreqTransportBuilder};
 
 use crate::Instance;
 use crate::api::{Endpoint, Me, TokenSession};

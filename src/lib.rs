@@ -209,5 +209,8 @@ mod lease_holder;
 #[path = "../transports/redis_store.rs"]
 mod redis_store;
 #[cfg(feature = "ureq")]
+#[path = "../transports/ureq_lookup.rs"]
+mod ureq_lookup;
+#[cfg(feature = "ureq")]
 #[path = "../transports/ureq_transport.rs"]
 mod ureq_transport;

@@ -14,7 +14,9 @@ use hyper_util::rt::TokioExecutor;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 /// The connector of [`HyperTransport::new`]: https (rustls with the ring provider and the
@@ -80,15 +82,18 @@ where
     ) -> impl Future<Output = Result<Response<Vec<u8>>, TransportError>> + Send {
         let limits = ExchangeLimits::of(&request, Instant::now());
         let timeout = limits.timeout();
-        let request = request.map(|body| Full::new(Bytes::from(body.into_vec())));
-        let exchange = async move {
+        let mut request = request.map(|body| Full::new(Bytes::from(body.into_vec())));
+        let informational = Informational::watch(&mut request);
+        // The exchange is made inside `at_most` (see there why).
+        let exchange = move || async move {
             let client = self
                 .client
                 .as_ref()
                 .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.clone()))?;
-            let response = client
-                .request(request)
-                .await
+            let answer = client.request(request);
+            let response = informational
+                .bound(answer)
+                .await?
                 .map_err(|e| classify(Box::new(e)))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, limits.body_limit())
@@ -101,6 +106,51 @@ where
         at_most(timeout, exchange, || {
             Err(TransportError::of_kind(TransportErrorKind::Timeout))
         })
+    }
+}
+
+/// The most informational (1xx) answers one request may get before its final one: a server
+/// that sends them without end is broken, not slow.
+const MAX_INFORMATIONAL: usize = 16;
+
+/// The 1xx answers a request got (hyper skips them, and would read them forever).
+#[derive(Default)]
+struct Informational {
+    seen: AtomicUsize,
+    waiting: Mutex<Option<Waker>>,
+}
+
+impl Informational {
+    /// Counts `request`'s informational answers.
+    fn watch<B>(request: &mut Request<B>) -> Arc<Informational> {
+        let informational = Arc::new(Informational::default());
+        let counted = informational.clone();
+        hyper::ext::on_informational(request, move |_| {
+            let seen = counted.seen.fetch_add(1, Ordering::AcqRel) + 1;
+            if seen > MAX_INFORMATIONAL
+                && let Some(waker) = counted.waiting.lock().unwrap_or_else(|p| p.into_inner()).take()
+            {
+                waker.wake();
+            }
+        });
+        informational
+    }
+
+    /// `answer`, or a protocol error once the server sent more 1xx answers than any server
+    /// sends.
+    async fn bound<F: Future>(&self, answer: F) -> Result<F::Output, TransportError> {
+        let mut answer = std::pin::pin!(answer);
+        std::future::poll_fn(|cx| {
+            *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+            if self.seen.load(Ordering::Acquire) > MAX_INFORMATIONAL {
+                return Poll::Ready(Err(TransportError::new(
+                    TransportErrorKind::Protocol,
+                    io::Error::other("the server sent informational (1xx) answers without end"),
+                )));
+            }
+            answer.as_mut().poll(cx).map(Ok)
+        })
+        .await
     }
 }
 
@@ -133,6 +183,12 @@ fn classify(error: Box<dyn StdError + Send + Sync>) -> TransportError {
             kind = TransportErrorKind::Connect;
         }
         if let Some(io) = current.downcast_ref::<io::Error>() {
+            // `io::Error::source` skips the error it wraps, so a TLS
+            // failure inside one is only found through `get_ref`.
+            if wraps_tls_error(io) {
+                kind = TransportErrorKind::Tls;
+                break;
+            }
             match io.kind() {
                 io::ErrorKind::UnexpectedEof
                 | io::ErrorKind::ConnectionReset
@@ -150,4 +206,18 @@ fn classify(error: Box<dyn StdError + Send + Sync>) -> TransportError {
         cause = current.source();
     }
     TransportError::new(kind, error)
+}
+
+/// Whether a rustls error sits inside `io`, possibly under further
+/// `io::Error` layers (hyper-util wraps tokio-rustls's error once more).
+fn wraps_tls_error(io: &io::Error) -> bool {
+    let mut inner = io.get_ref();
+    // Bounded: each step unwraps one layer of a finite error value.
+    while let Some(current) = inner {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        inner = current.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
+    }
+    false
 }

@@ -1,67 +1,17 @@
-//! The ureq 3 transport: whole answers whatever the status, every header, no redirects, a hard
-//! per-exchange timeout split across ureq's phases, and a body cap.
+//! The ureq 3 transport: whole answers whatever the status, every header, no redirects, one
+//! timeout for the whole exchange, a body cap, and host names looked up once for many requests.
 
 use crate::blocking::Transport;
 use crate::driver::ExchangeLimits;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
+use crate::ureq_lookup::{CachingResolver, Lookup, system_lookup};
 use http::{Request, Response};
+use std::fmt;
 use std::io;
-use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-/// Each phase's share of the timeout, in percent; they add up to 100. Waiting for the answer's
-/// head gets the most, since that is where a busy server spends its time.
-const RESOLVE: u32 = 5;
-const CONNECT: u32 = 15;
-const SEND_REQUEST: u32 = 5;
-const SEND_BODY: u32 = 5;
-const RECV_RESPONSE: u32 = 55;
-const RECV_BODY: u32 = 15;
-const _: () =
-    assert!(RESOLVE + CONNECT + SEND_REQUEST + SEND_BODY + RECV_RESPONSE + RECV_BODY == 100);
-
-fn share(timeout: Duration, percent: u32) -> Option<Duration> {
-    Some(timeout * percent / 100)
-}
-
-/// The stricter of two bounds (`None` is no bound).
-fn stricter(ours: Option<Duration>, theirs: Option<Duration>) -> Option<Duration> {
-    match (ours, theirs) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Sets ureq's per-phase timeouts (on an agent's or a request's configuration builder, which
-/// share the method names but no trait) so that they add up to at most `timeout`, keeping each
-/// of `theirs` (the agent's own) that is stricter. The resolve phase gets a share only for a
-/// host name: ureq bounds a lookup by running it on a new thread, once per request (pooled
-/// connection or not), and an IP address needs no lookup at all.
-macro_rules! phase_timeouts {
-    ($config:expr, $timeout:expr, $needs_lookup:expr, $theirs:expr) => {{
-        let timeout = $timeout;
-        let theirs: ureq::config::Timeouts = $theirs;
-        let resolve = if $needs_lookup {
-            share(timeout, RESOLVE)
-        } else {
-            None
-        };
-        $config
-            .timeout_global(theirs.global)
-            .timeout_per_call(theirs.per_call)
-            .timeout_resolve(stricter(resolve, theirs.resolve))
-            .timeout_connect(stricter(share(timeout, CONNECT), theirs.connect))
-            .timeout_send_request(stricter(share(timeout, SEND_REQUEST), theirs.send_request))
-            .timeout_send_body(stricter(share(timeout, SEND_BODY), theirs.send_body))
-            .timeout_recv_response(stricter(
-                share(timeout, RECV_RESPONSE),
-                theirs.recv_response,
-            ))
-            .timeout_recv_body(stricter(share(timeout, RECV_BODY), theirs.recv_body))
-    }};
-}
 
 /// Sends requests with a [`ureq::Agent`]. Whatever agent it is given, each request is run with
 /// `http_status_as_error(false)` (PeerTube's error bodies are answers), no redirects (a
@@ -71,21 +21,24 @@ macro_rules! phase_timeouts {
 /// through ureq's rustls.
 ///
 /// # The timeout
-/// The timeout of one exchange is split across ureq's phases, each starting when the previous
-/// one ends: resolve the host name 5 %, connect (with TLS) 15 %, send the head 5 %, send the
-/// body 5 %, receive the answer's head 55 %, receive its body 15 %. Their sum is the timeout, so
-/// an exchange never takes longer; a phase cannot borrow what an earlier one left unused. When
-/// the call's [`CallDeadline`](crate::blocking::CallDeadline) leaves less than the timeout, what is left is split the same way.
+/// An exchange whose answer (its head and its whole body) arrives within the timeout succeeds,
+/// however the time is spent between looking up the host, connecting, sending and receiving;
+/// one that does not ends with [`TransportErrorKind::Timeout`] at the timeout (ureq's global
+/// timeout: each socket read and write waits only for what is left of it; tested with a few
+/// milliseconds of slack). When the call's [`CallDeadline`](crate::blocking::CallDeadline)
+/// leaves less than the timeout, what is left is the timeout.
 ///
-/// Why not ureq's `timeout_global`: with any bound on the lookup, ureq resolves the host on a
-/// new thread for every request, even one that reuses a pooled connection, which cost about
-/// 45 µs per request on loopback (BENCHMARKS.md). An instance given by IP address needs no
-/// lookup, so its requests start no thread; a host name's lookup stays bounded, thread and all.
+/// # Host names
+/// An instance's host name is looked up once and the addresses kept for 30 s, shared by every
+/// request of the transport (and its clones); ureq's own resolver would run each request's
+/// lookup on a new thread, pooled connection or not. A lookup runs on a thread of its own, one
+/// at a time per name, and a request waits for it no longer than its timeout: a resolver that
+/// hangs does not hang the call. [`UreqTransport::with_lookup`] replaces the system's lookup.
 ///
 /// # Your own agent
-/// [`UreqTransport::with_agent`] keeps the agent's settings. Its timeouts are not replaced:
-/// each phase is bounded by the stricter of the agent's own timeout and the share of the
-/// exchange's timeout, and the agent's global and per-call timeouts stay as they are.
+/// [`UreqTransport::with_agent`] keeps the agent's settings, its resolver included. Its
+/// timeouts are not replaced: the exchange's timeout applies as ureq's global timeout when the
+/// agent's own is longer or unset, and the agent's per-phase timeouts stay as they are.
 ///
 /// # Proxies
 /// Like `HyperTransport` (feature `hyper`), [`UreqTransport::new`] reads
@@ -109,7 +62,11 @@ enum Agent {
     /// requests with the same timeout (every request of one client, unless the call's deadline
     /// leaves less) need no per-request configuration, which clones the agent's whole
     /// configuration on every request.
-    Own(OnceLock<(Duration, ureq::Agent)>),
+    Own {
+        resolver: CachingResolver,
+        tls: ureq::tls::TlsConfig,
+        agent: Arc<OnceLock<(Duration, ureq::Agent)>>,
+    },
     /// The user's, whose settings stay.
     Theirs(ureq::Agent),
 }
@@ -121,10 +78,52 @@ impl Default for UreqTransport {
 }
 
 impl UreqTransport {
-    /// A transport with an agent of its own.
+    /// A transport with an agent of its own, looking host names up with the system's resolver.
     pub fn new() -> Self {
-        UreqTransport {
-            agent: Agent::Own(OnceLock::new()),
+        Self::builder().build()
+    }
+
+    /// A transport with an agent of its own that looks host names up with `lookup`: `(host,
+    /// port)` to addresses, blocking (a service registry, a fixed table, a resolver of your
+    /// choice). It runs on a thread of its own, once per name every 30 s at most; a request
+    /// waits for it no longer than its timeout. IP addresses are never looked up.
+    ///
+    /// ```
+    /// use peertube_session::blocking::UreqTransport;
+    /// use std::net::SocketAddr;
+    ///
+    /// // `video.example.org` is served from a known address.
+    /// let transport = UreqTransport::with_lookup(|host, port| match host {
+    ///     "video.example.org" => Ok(vec![SocketAddr::from(([192, 0, 2, 7], port))]),
+    ///     _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "unknown host")),
+    /// });
+    /// # let _ = transport;
+    /// ```
+    pub fn with_lookup(
+        lookup: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        Self::builder().lookup(lookup).build()
+    }
+
+    /// A transport with an agent of its own, set up step by step: its TLS settings (an
+    /// instance behind a private certificate authority), its host-name lookup.
+    ///
+    /// ```
+    /// use peertube_session::blocking::UreqTransport;
+    /// use ureq::tls::{RootCerts, TlsConfig};
+    ///
+    /// # let certificates = Vec::new();
+    /// // `certificates`: the DER certificates of your own certificate authority.
+    /// let tls = TlsConfig::builder()
+    ///     .root_certs(RootCerts::new_with_certs(&certificates))
+    ///     .build();
+    /// let transport = UreqTransport::builder().tls_config(tls).build();
+    /// # let _ = transport;
+    /// ```
+    pub fn builder() -> UreqTransportBuilder {
+        UreqTransportBuilder {
+            lookup: system_lookup(),
+            tls: ureq::tls::TlsConfig::default(),
         }
     }
 
@@ -138,6 +137,51 @@ impl UreqTransport {
     }
 }
 
+/// Sets up a [`UreqTransport`] with an agent of its own: [`UreqTransport::builder`].
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `build`"]
+pub struct UreqTransportBuilder {
+    lookup: Lookup,
+    tls: ureq::tls::TlsConfig,
+}
+
+impl fmt::Debug for UreqTransportBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UreqTransportBuilder")
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UreqTransportBuilder {
+    /// The TLS settings for https: the roots to trust, a client certificate… (ureq's
+    /// defaults: rustls with the webpki roots).
+    pub fn tls_config(mut self, tls: ureq::tls::TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Looks host names up with `lookup`, as [`UreqTransport::with_lookup`] does.
+    pub fn lookup(
+        mut self,
+        lookup: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        self.lookup = Arc::new(lookup);
+        self
+    }
+
+    /// The transport.
+    pub fn build(self) -> UreqTransport {
+        UreqTransport {
+            agent: Agent::Own {
+                resolver: CachingResolver::new(self.lookup),
+                tls: self.tls,
+                agent: Arc::default(),
+            },
+        }
+    }
+}
+
 impl Transport for UreqTransport {
     fn send(&self, request: Request<Body>) -> Result<Response<Vec<u8>>, TransportError> {
         let limits = ExchangeLimits::of(&request, Instant::now());
@@ -146,26 +190,32 @@ impl Transport for UreqTransport {
             return Err(TransportError::of_kind(TransportErrorKind::Timeout));
         }
         let request = request.map(Body::into_vec);
-        let needs_lookup = needs_lookup(request.uri());
         let (agent, preset) = match &self.agent {
-            Agent::Own(cell) => {
-                let (preset, agent) = cell.get_or_init(|| (timeout, own_agent(timeout)));
-                (agent, *preset == timeout && !needs_lookup)
+            Agent::Own {
+                resolver,
+                tls,
+                agent,
+            } => {
+                let (preset, agent) = agent.get_or_init(|| {
+                    (timeout, own_agent(timeout, tls.clone(), resolver.clone()))
+                });
+                (agent, *preset == timeout)
             }
             Agent::Theirs(agent) => (agent, false),
         };
         let request = if preset {
             request
         } else {
-            let theirs = match &self.agent {
-                Agent::Own(_) => ureq::config::Timeouts::default(),
-                Agent::Theirs(agent) => agent.config().timeouts(),
+            let global = match &self.agent {
+                Agent::Own { .. } => Some(timeout),
+                Agent::Theirs(agent) => stricter(Some(timeout), agent.config().timeouts().global),
             };
-            let config = agent
+            agent
                 .configure_request(request)
                 .http_status_as_error(false)
-                .max_redirects(0);
-            phase_timeouts!(config, timeout, needs_lookup, theirs).build()
+                .max_redirects(0)
+                .timeout_global(global)
+                .build()
         };
         let response = agent.run(request).map_err(transport_error)?;
         let (parts, mut body) = response.into_parts();
@@ -179,26 +229,34 @@ impl Transport for UreqTransport {
     }
 }
 
-/// An agent that answers errors as responses, follows no redirect, and bounds each exchange
-/// to an IP address (a request to a host name adds the bound of its lookup).
-fn own_agent(timeout: Duration) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None);
-    phase_timeouts!(config, timeout, false, ureq::config::Timeouts::default())
-        .build()
-        .into()
+/// The stricter of two bounds (`None` is no bound).
+fn stricter(ours: Option<Duration>, theirs: Option<Duration>) -> Option<Duration> {
+    match (ours, theirs) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
-/// Whether the request's host is a name that must be looked up (not an IP address).
-fn needs_lookup(uri: &http::Uri) -> bool {
-    let host = uri.host().unwrap_or_default();
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    bare.parse::<IpAddr>().is_err()
+/// An agent that answers errors as responses, follows no redirect, reads no proxy from the
+/// environment, bounds each exchange to `timeout` as a whole, and looks host names up with
+/// `resolver`.
+fn own_agent(
+    timeout: Duration,
+    tls: ureq::tls::TlsConfig,
+    resolver: CachingResolver,
+) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .timeout_global(Some(timeout))
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        resolver,
+    )
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {
@@ -211,7 +269,10 @@ fn transport_error(error: ureq::Error) -> TransportError {
             TransportErrorKind::Tls
         }
         ureq::Error::Io(io) => io_kind(io),
-        ureq::Error::Protocol(_) => TransportErrorKind::Protocol,
+        // A head that is not HTTP, too large, or never-ending informational answers.
+        ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(..) => {
+            TransportErrorKind::Protocol
+        }
         _ => TransportErrorKind::Other,
     };
     TransportError::new(kind, error)
@@ -235,6 +296,7 @@ fn io_kind(error: &io::Error) -> TransportErrorKind {
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::BrokenPipe => TransportErrorKind::ConnectionClosed,
+        io::ErrorKind::NotFound => TransportErrorKind::Dns,
         _ => TransportErrorKind::Other,
     }
 }
@@ -244,9 +306,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn its_own_agent_takes_no_proxy_from_the_environment() {
+    fn its_own_agent_takes_no_proxy_from_the_environment_and_one_timeout_for_all() {
         for timeout in [Duration::from_secs(30), Duration::from_secs(5)] {
-            assert!(own_agent(timeout).config().proxy().is_none());
+            let agent = own_agent(
+                timeout,
+                ureq::tls::TlsConfig::default(),
+                CachingResolver::new(system_lookup()),
+            );
+            assert!(agent.config().proxy().is_none());
+            let timeouts = agent.config().timeouts();
+            assert_eq!(timeouts.global, Some(timeout));
+            assert_eq!(timeouts.recv_response, None, "no phase has a share of its own");
         }
     }
 
@@ -261,31 +331,23 @@ mod tests {
     }
 
     #[test]
-    fn only_a_host_name_needs_a_lookup() {
-        let needs = |uri: &str| needs_lookup(&uri.parse().unwrap());
-        assert!(needs("https://video.example.org/api"));
-        assert!(needs("http://localhost:9000/"));
-        assert!(!needs("http://127.0.0.1:9000/"));
-        assert!(!needs("http://[::1]:9000/"));
-        assert!(!needs("https://[2001:db8::1]/"));
-    }
-
-    #[test]
-    fn the_phases_add_up_to_the_timeout() {
-        let timeout = Duration::from_millis(30_000);
-        let shares = [
-            RESOLVE,
-            CONNECT,
-            SEND_REQUEST,
-            SEND_BODY,
-            RECV_RESPONSE,
-            RECV_BODY,
+    fn each_io_failure_has_its_kind() {
+        let cases = [
+            (io::ErrorKind::ConnectionRefused, TransportErrorKind::Connect),
+            (io::ErrorKind::AddrNotAvailable, TransportErrorKind::Connect),
+            (io::ErrorKind::TimedOut, TransportErrorKind::Timeout),
+            (io::ErrorKind::WouldBlock, TransportErrorKind::Timeout),
+            (io::ErrorKind::UnexpectedEof, TransportErrorKind::ConnectionClosed),
+            (io::ErrorKind::ConnectionReset, TransportErrorKind::ConnectionClosed),
+            (io::ErrorKind::ConnectionAborted, TransportErrorKind::ConnectionClosed),
+            (io::ErrorKind::BrokenPipe, TransportErrorKind::ConnectionClosed),
+            (io::ErrorKind::NotFound, TransportErrorKind::Dns),
+            (io::ErrorKind::Other, TransportErrorKind::Other),
         ];
-        let total: Duration = shares.iter().filter_map(|&p| share(timeout, p)).sum();
-        assert_eq!(total, timeout);
-        assert_eq!(
-            share(timeout, RECV_RESPONSE),
-            Some(Duration::from_millis(16_500))
-        );
+        for (io, kind) in cases {
+            assert_eq!(io_kind(&io::Error::from(io)), kind, "{io:?}");
+        }
+        let tls = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert_eq!(io_kind(&tls), TransportErrorKind::Tls);
     }
 }

@@ -307,6 +307,18 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         // The store's interval applies only while the local token looks good: a 401 for it
         // then tells of a change. A session that cannot be used here reads the store at once.
         let usable = self.need(self.now()).is_ok_and(|need| need == Need::None);
+        if usable && !self.store_read_due(Instant::now()) && !self.flights.in_air() {
+            // Nearly every call: nothing to do. The work below is boxed so that every call's
+            // future does not carry the refresh's and the store's (over 20 KiB, copied on
+            // each spawn and on each `block_on` of tokio's).
+            return Ok(());
+        }
+        Box::pin(self.make_fresh(usable, deadline)).await
+    }
+
+    /// The rest of [`ensure_fresh_within`](Self::ensure_fresh_within), when the token is not
+    /// usable, the store is due for a read or a refresh is in the air.
+    async fn make_fresh(&self, usable: bool, deadline: CallDeadline) -> Result<(), Error> {
         self.sync(!usable, deadline).await?;
         self.learn_clock_if_needed(deadline).await;
         // Each turn either ends, or follows a flight that ended without an outcome (its leader
@@ -532,7 +544,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Fetches the instance's OAuth client pair.
     pub async fn fetch_client(&self) -> Result<(), Error> {
         let deadline = self.deadline();
-        within(deadline, self.fetch_client_within(deadline)).await
+        within(deadline, || self.fetch_client_within(deadline)).await
     }
 
     /// Logs in, fetching the client pair first when the session has none. If a cached pair is
@@ -550,7 +562,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// session is kept (and the tokens this one got, if any, were revoked).
     pub async fn login(&self, credentials: &Credentials) -> Result<(), Error> {
         let deadline = self.deadline();
-        within(deadline, self.login_within(credentials, deadline)).await
+        within(deadline, || self.login_within(credentials, deadline)).await
     }
 
     /// Logs in only if the store holds no usable session (the first task or process of a fleet
@@ -558,7 +570,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// [`login`](Self::login); [`LoginOutcome`] says which happened.
     pub async fn login_if_needed(&self, credentials: &Credentials) -> Result<LoginOutcome, Error> {
         let deadline = self.deadline();
-        within(deadline, self.login_if_needed_within(credentials, deadline)).await
+        within(deadline, || self.login_if_needed_within(credentials, deadline)).await
     }
 
     /// Logs in, and if the server asks for a two-factor code, calls `ask_otp` once, awaits its
@@ -589,13 +601,13 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// longer valid, the same transport error when it failed on the way.
     pub async fn ensure_fresh(&self) -> Result<(), Error> {
         let deadline = self.deadline();
-        within(deadline, self.ensure_fresh_within(deadline)).await
+        within(deadline, || self.ensure_fresh_within(deadline)).await
     }
 
     /// A valid access token, refreshed first if due.
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
         let deadline = self.deadline();
-        within(deadline, self.access_token_within(deadline)).await
+        within(deadline, || self.access_token_within(deadline)).await
     }
 
     /// Sends any other PeerTube API request with the access token; a request for a path only
@@ -610,23 +622,23 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     ) -> Result<Response<Vec<u8>>, Error> {
         let deadline = self.deadline();
         let request = request.map(Into::into);
-        within(deadline, self.send_authorized_within(request, deadline)).await
+        within(deadline, || self.send_authorized_within(request, deadline)).await
     }
 
     /// Logs out (refreshing first if the access token is expired, since an expired token cannot
     /// be revoked). Returns the answer, with the `redirectUrl` an auth plugin may send.
     pub async fn logout(&self) -> Result<RevokeResponse, Error> {
         let deadline = self.deadline();
-        within(deadline, self.logout_within(deadline)).await
+        within(deadline, || self.logout_within(deadline)).await
     }
 }
 
 /// Runs `call` until `deadline`, then drops it (every step is safe to drop: see [`InFlight`])
 /// and ends with a timeout.
 #[cfg(feature = "async-client")]
-async fn within<R>(
+async fn within<R, F: Future<Output = Result<R, Error>>>(
     deadline: CallDeadline,
-    call: impl Future<Output = Result<R, Error>>,
+    call: impl FnOnce() -> F,
 ) -> Result<R, Error> {
     let remaining = deadline.remaining(Instant::now());
     crate::driver::at_most(remaining, call, || Err(deadline_elapsed())).await

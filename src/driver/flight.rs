@@ -42,6 +42,11 @@ pub(crate) enum Role<'a> {
 }
 
 impl Flights {
+    /// Whether a flight is in the air.
+    pub(crate) fn in_air(&self) -> bool {
+        lock(&self.current).is_some()
+    }
+
     /// Joins the flight in the air, or, if there is none and `needed()` says a refresh is due,
     /// starts one. `needed` runs under the flight lock, after any earlier flight has published
     /// its result to the session, so a caller never starts a refresh another one just made.

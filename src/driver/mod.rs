@@ -87,30 +87,35 @@ pub(crate) async fn sleep(pause: Duration) {
     }
 }
 
-/// Runs `work` for at most `timeout`; past it, drops `work` and answers `late()`. The timer is
-/// runtime-free (the crate's own helper thread wakes it), so this works on any executor, and
-/// on a tokio runtime built without `enable_time`.
-pub(crate) async fn at_most<R>(
+/// Runs the future `work()` makes for at most `timeout`; past it, drops it and answers
+/// `late()`. The timer is runtime-free (the crate's own helper thread wakes it), so this works
+/// on any executor, and on a tokio runtime built without `enable_time`.
+///
+/// `work` makes the future here rather than being one: a future passed in would be held twice
+/// in this one's state (as the argument and pinned), and nested calls multiply that: a call's
+/// future was once over 13 KiB, copied on every spawn.
+pub(crate) async fn at_most<R, F: std::future::Future<Output = R>>(
     timeout: Duration,
-    work: impl std::future::Future<Output = R>,
+    work: impl FnOnce() -> F,
     late: impl FnOnce() -> R,
 ) -> R {
     use std::future::Future;
     use std::task::Poll;
-    let Some(at) = Instant::now().checked_add(timeout) else {
-        // A deadline centuries away is no deadline.
-        return work.await;
-    };
-    let mut work = std::pin::pin!(work);
-    let mut timer = std::pin::pin!(timer::Deadline::at(at));
+    // A deadline centuries away is no deadline.
+    let mut timer = Instant::now().checked_add(timeout).map(timer::Deadline::at);
+    // One await point, so that the future is stored once in this one's state.
+    let mut work = std::pin::pin!(work());
     let mut late = Some(late);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {
             return Poll::Ready(output);
         }
-        match (timer.as_mut().poll(cx), late.take()) {
-            (Poll::Ready(()), Some(late)) => Poll::Ready(late()),
-            (_, late_again) => {
+        let expired = timer
+            .as_mut()
+            .is_some_and(|timer| std::pin::Pin::new(timer).poll(cx).is_ready());
+        match late.take() {
+            Some(late) if expired => Poll::Ready(late()),
+            late_again => {
                 late = late_again;
                 Poll::Pending
             }

@@ -207,13 +207,13 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// the endpoint's [`BODY_LIMIT`](Endpoint::BODY_LIMIT).
     pub async fn call<E: Endpoint>(&self, endpoint: &E) -> Result<E::Output, Error> {
         let deadline = self.deadline();
-        super::within(deadline, self.call_within(endpoint, deadline)).await
+        super::within(deadline, || self.call_within(endpoint, deadline)).await
     }
 
     /// `GET /api/v1/users/me`: the logged-in user's id, username and role.
     pub async fn me(&self) -> Result<Me, Error> {
         let deadline = self.deadline();
-        super::within(deadline, self.me_within(deadline)).await
+        super::within(deadline, || self.me_within(deadline)).await
     }
 
     /// Every login session of the logged-in account (PeerTube 7.3 and later; an older server
@@ -222,7 +222,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// deadline covers the lookup of the user and every page.
     pub async fn sessions(&self) -> Result<Vec<TokenSession>, Error> {
         let deadline = self.deadline();
-        super::within(deadline, self.sessions_within(deadline)).await
+        super::within(deadline, || self.sessions_within(deadline)).await
     }
 
     /// Ends one login session of the logged-in account. Ending this client's own session is a
@@ -230,7 +230,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// [`logout`](Self::logout). An unknown or already ended session is [`Error::NotFound`].
     pub async fn revoke_session(&self, session_id: u64) -> Result<SessionRevoked, Error> {
         let deadline = self.deadline();
-        super::within(deadline, self.revoke_session_within(session_id, deadline)).await
+        super::within(deadline, || self.revoke_session_within(session_id, deadline)).await
     }
 
     /// Ends every login session of the account but this client's own, and says which it ended.
@@ -244,6 +244,6 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// cannot end those; run it again later, or have an administrator reset the password.
     pub async fn log_out_other_sessions(&self) -> Result<OtherSessionsEnded, Error> {
         let deadline = self.deadline();
-        super::within(deadline, self.log_out_other_sessions_within(deadline)).await
+        super::within(deadline, || self.log_out_other_sessions_within(deadline)).await
     }
 }

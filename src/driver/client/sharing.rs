@@ -139,7 +139,7 @@ pub(super) async fn bounded<R>(
     step: impl Future<Output = Result<R, StoreError>>,
 ) -> Result<R, StoreError> {
     let left = until.saturating_duration_since(Instant::now());
-    at_most(left, step, || {
+    at_most(left, || step, || {
         Err(StoreError::unavailable(
             StoreFault::TimedOut,
             "the store did not answer in time",
@@ -245,6 +245,12 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         Some(server_now + left.as_secs() + u64::from(left.subsec_nanos() > 0))
     }
 
+    /// Whether [`sync`](Self::sync) reads the store at `at` (when not asked to at once).
+    pub(super) fn store_read_due(&self, at: Instant) -> bool {
+        let sharing = &self.sharing;
+        sharing.nanos(at) >= sharing.next_read.load(Ordering::Acquire)
+    }
+
     /// Brings the session up to the store, at most every [`STORE_CHECK_INTERVAL`] (unless
     /// `now_please`), within [`STORE_BUDGET`]; one caller reads, the others go on. A store that
     /// fails is read again later (after a pause that doubles, up to a second); its failure
@@ -252,7 +258,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     pub(super) async fn sync(&self, now_please: bool, deadline: CallDeadline) -> Result<(), Error> {
         let sharing = &self.sharing;
         let started = Instant::now();
-        if !now_please && sharing.nanos(started) < sharing.next_read.load(Ordering::Acquire) {
+        if !now_please && !self.store_read_due(started) {
             return Ok(());
         }
         // A call that can go on without the store does not wait for another's read of it; one

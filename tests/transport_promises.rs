@@ -1,0 +1,376 @@
+//! What every transport promises, checked the same way for each: an answer (head and whole
+//! body) that arrives within the exchange's timeout succeeds, however late in it; one that does
+//! not is `TransportErrorKind::Timeout` by the timeout plus a small slack; a host name whose
+//! lookup hangs is bounded the same way; and each hostile answer of one shared table is the
+//! same kind of error for every transport.
+#![cfg(all(feature = "ureq", feature = "hyper"))]
+
+use peertube_session::asynchronous::{AsyncTransport, HyperTransport};
+use peertube_session::blocking::{ExchangeLimits, Transport, UreqTransport};
+use peertube_session::{Body, TransportError, TransportErrorKind};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// The exchange's timeout in these tests.
+const TIMEOUT: Duration = Duration::from_millis(1000);
+/// How far past the timeout a late answer may still be running (scheduling on a loaded 2-core
+/// machine; the transports themselves stop at the timeout).
+const SLACK: Duration = Duration::from_millis(400);
+const CAP: usize = 64 * 1024;
+
+type Answer = Result<http::Response<Vec<u8>>, TransportError>;
+
+/// Every transport, seen as blocking: a name and a way to send one request.
+fn transports() -> Vec<(&'static str, Box<dyn Fn(http::Request<Body>) -> Answer>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let hyper = runtime.block_on(async { HyperTransport::new() });
+    vec![
+        (
+            "ureq",
+            Box::new(|request| UreqTransport::new().send(request)),
+        ),
+        (
+            "hyper",
+            Box::new(move |request| runtime.block_on(hyper.send(request))),
+        ),
+    ]
+}
+
+/// A request whose exchange must end within `timeout`, as a driver asks a transport.
+fn request(url: &str, timeout: Duration) -> http::Request<Body> {
+    let mut request = http::Request::get(url).body(Body::default()).unwrap();
+    request
+        .extensions_mut()
+        .insert(ExchangeLimits::new(timeout, CAP));
+    request
+}
+
+/// A server on 127.0.0.1 that runs `script` on each connection (on a thread of its own), for
+/// at most 8 connections.
+fn server(script: fn(TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || script(stream));
+        }
+    });
+    format!("http://{address}/api/v1/oauth-clients/local")
+}
+
+/// Reads the request's head (what a server does before it answers).
+fn read_request(stream: &mut TcpStream) {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") && seen.len() < 64 * 1024 {
+        match stream.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => return,
+        }
+    }
+}
+
+const BODY: &[u8] = br#"{"client_id":"abc","client_secret":"def"}"#;
+
+fn head(length: usize) -> String {
+    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n")
+}
+
+/// Sleeps for a fraction of the timeout.
+fn nap(fraction: f64) {
+    std::thread::sleep(TIMEOUT.mul_f64(fraction));
+}
+
+/// The server's answer is sent `before` the given moments (fractions of the timeout); what
+/// each transport made of it, and how long it took.
+fn outcome(script: fn(TcpStream)) -> Vec<(&'static str, Answer, Duration)> {
+    let url = server(script);
+    transports()
+        .into_iter()
+        .map(|(name, send)| {
+            let started = Instant::now();
+            let answer = send(request(&url, TIMEOUT));
+            (name, answer, started.elapsed())
+        })
+        .collect()
+}
+
+fn assert_succeeds(script: fn(TcpStream), what: &str) {
+    for (name, answer, took) in outcome(script) {
+        let answer = answer.unwrap_or_else(|e| panic!("{name}, {what}: {e:?} after {took:?}"));
+        assert_eq!(answer.status(), 200, "{name}, {what}");
+        assert_eq!(answer.body(), BODY, "{name}, {what}");
+    }
+}
+
+fn assert_times_out(script: fn(TcpStream), what: &str) {
+    for (name, answer, took) in outcome(script) {
+        let error = answer.expect_err(what);
+        assert_eq!(error.kind(), TransportErrorKind::Timeout, "{name}, {what}");
+        assert!(took < TIMEOUT + SLACK, "{name}, {what}: {took:?}");
+        assert!(took >= TIMEOUT.mul_f64(0.95), "{name}, {what}: {took:?} is early");
+    }
+}
+
+#[test]
+fn a_connection_accepted_late_but_answered_in_time_succeeds() {
+    assert_succeeds(
+        |mut stream| {
+            nap(0.85);
+            read_request(&mut stream);
+            let _ = stream.write_all(head(BODY.len()).as_bytes());
+            let _ = stream.write_all(BODY);
+        },
+        "accepted at 0.85 of the timeout",
+    );
+}
+
+#[test]
+fn a_head_sent_at_nine_tenths_of_the_timeout_succeeds() {
+    assert_succeeds(
+        |mut stream| {
+            read_request(&mut stream);
+            nap(0.9);
+            let _ = stream.write_all(head(BODY.len()).as_bytes());
+            let _ = stream.write_all(BODY);
+        },
+        "head at 0.9",
+    );
+}
+
+#[test]
+fn a_body_dripping_to_finish_at_nine_tenths_of_the_timeout_succeeds() {
+    assert_succeeds(
+        |mut stream| {
+            read_request(&mut stream);
+            let _ = stream.write_all(head(BODY.len()).as_bytes());
+            for byte in BODY {
+                nap(0.9 / BODY.len() as f64);
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+            }
+        },
+        "body finished at 0.9",
+    );
+}
+
+#[test]
+fn a_head_sent_after_the_timeout_is_a_timeout_at_the_timeout() {
+    assert_times_out(
+        |mut stream| {
+            read_request(&mut stream);
+            nap(3.0);
+            let _ = stream.write_all(head(BODY.len()).as_bytes());
+            let _ = stream.write_all(BODY);
+        },
+        "head at 3.0",
+    );
+}
+
+#[test]
+fn a_body_that_drips_past_the_timeout_is_a_timeout_at_the_timeout() {
+    assert_times_out(
+        |mut stream| {
+            read_request(&mut stream);
+            let _ = stream.write_all(head(BODY.len()).as_bytes());
+            for byte in BODY {
+                nap(3.0 / BODY.len() as f64);
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+            }
+        },
+        "body finished at 3.0",
+    );
+}
+
+#[test]
+fn a_connection_accepted_after_the_timeout_is_a_timeout_at_the_timeout() {
+    assert_times_out(
+        |mut stream| {
+            nap(3.0);
+            read_request(&mut stream);
+            let _ = stream.write_all(head(BODY.len()).as_bytes());
+        },
+        "accepted at 3.0",
+    );
+}
+
+#[test]
+fn a_host_name_whose_lookup_hangs_is_bounded_by_the_timeout() {
+    let url = server(|mut stream| {
+        read_request(&mut stream);
+        let _ = stream.write_all(head(BODY.len()).as_bytes());
+        let _ = stream.write_all(BODY);
+    });
+    let port: u16 = url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let hanging = UreqTransport::with_lookup(|_, _| {
+        std::thread::sleep(Duration::from_secs(30));
+        Ok(Vec::new())
+    });
+    let by_name = format!("http://stuck.test:{port}/api/v1/oauth-clients/local");
+    let started = Instant::now();
+    let error = hanging.send(request(&by_name, TIMEOUT)).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(error.kind(), TransportErrorKind::Timeout, "{error:?}");
+    assert!(took < TIMEOUT + SLACK, "{took:?}");
+    // A lookup that answers is used, and kept.
+    let resolved = UreqTransport::with_lookup(move |host, port| {
+        assert_eq!(host, "instance.test");
+        Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+    });
+    let by_name = format!("http://instance.test:{port}/api/v1/oauth-clients/local");
+    for _ in 0..3 {
+        let answer = resolved.send(request(&by_name, TIMEOUT)).unwrap();
+        assert_eq!(answer.body(), BODY);
+    }
+}
+
+/// One hostile answer, and the kind every transport must give it.
+struct Hostile {
+    what: &'static str,
+    script: fn(TcpStream),
+    kind: TransportErrorKind,
+}
+
+fn hostile_answers() -> Vec<Hostile> {
+    vec![
+        Hostile {
+            what: "the connection closed before any answer",
+            script: |mut stream| read_request(&mut stream),
+            kind: TransportErrorKind::ConnectionClosed,
+        },
+        Hostile {
+            what: "an answer that is not HTTP",
+            script: |mut stream| {
+                read_request(&mut stream);
+                let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\nnot http at all\r\n\r\n");
+            },
+            kind: TransportErrorKind::Protocol,
+        },
+        Hostile {
+            what: "conflicting Content-Length headers",
+            script: |mut stream| {
+                read_request(&mut stream);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
+                );
+            },
+            kind: TransportErrorKind::Protocol,
+        },
+        Hostile {
+            what: "a header line that never ends",
+            script: |mut stream| {
+                read_request(&mut stream);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nX-Endless: ");
+                let chunk = [b'a'; 4096];
+                for _ in 0..512 {
+                    if stream.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            },
+            kind: TransportErrorKind::Protocol,
+        },
+        Hostile {
+            what: "a head of too many headers",
+            script: |mut stream| {
+                read_request(&mut stream);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
+                for i in 0..20_000 {
+                    if stream.write_all(format!("X-Header-{i}: {i}\r\n").as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            },
+            kind: TransportErrorKind::Protocol,
+        },
+        Hostile {
+            what: "an endless stream of 100 Continue",
+            script: |mut stream| {
+                read_request(&mut stream);
+                for _ in 0..100_000 {
+                    if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+            },
+            kind: TransportErrorKind::Protocol,
+        },
+        Hostile {
+            what: "a body cut short",
+            script: |mut stream| {
+                read_request(&mut stream);
+                let _ = stream.write_all(head(1000).as_bytes());
+                let _ = stream.write_all(b"{\"client_id\":");
+            },
+            kind: TransportErrorKind::ConnectionClosed,
+        },
+        Hostile {
+            what: "a body over the cap",
+            script: |mut stream| {
+                read_request(&mut stream);
+                let _ = stream.write_all(head(CAP + 1).as_bytes());
+                let _ = stream.write_all(&vec![b' '; CAP + 1]);
+            },
+            kind: TransportErrorKind::BodyTooLarge,
+        },
+        Hostile {
+            what: "a head that never comes",
+            script: |mut stream| {
+                read_request(&mut stream);
+                nap(3.0);
+            },
+            kind: TransportErrorKind::Timeout,
+        },
+    ]
+}
+
+#[test]
+fn every_transport_gives_each_hostile_answer_the_same_kind() {
+    let mut wrong = Vec::new();
+    for hostile in hostile_answers() {
+        for (name, answer, took) in outcome(hostile.script) {
+            match answer {
+                Err(error) if error.kind() == hostile.kind => {
+                    assert!(took < TIMEOUT + SLACK, "{name}, {}: {took:?}", hostile.what)
+                }
+                other => wrong.push(format!(
+                    "{name}, {}: expected {:?}, got {:?}",
+                    hostile.what,
+                    hostile.kind,
+                    other.map(|a| a.status()).map_err(|e| (e.kind(), e.to_string()))
+                )),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn refused_and_tls_to_a_plain_port_are_the_same_kind_everywhere() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let refused = format!("http://127.0.0.1:{port}/api/v1/oauth-clients/local");
+    // A plain HTTP server answers whatever arrives, a TLS ClientHello too.
+    let plain = server(|mut stream| {
+        let mut hello = [0u8; 4096];
+        let _ = stream.read(&mut hello);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    });
+    let tls_to_plain = plain.replace("http://", "https://");
+    for (name, send) in transports() {
+        let error = send(request(&refused, TIMEOUT)).unwrap_err();
+        assert_eq!(error.kind(), TransportErrorKind::Connect, "{name}: {error:?}");
+        let error = send(request(&tls_to_plain, TIMEOUT)).unwrap_err();
+        assert_eq!(error.kind(), TransportErrorKind::Tls, "{name}: {error:?}");
+    }
+}
