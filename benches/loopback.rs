@@ -14,9 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use peertube_session::asynchronous::{AsyncClient, HyperTransport};
 use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, Transport, UreqTransport};
-use peertube_session::{
-    Body, Instance, OAuthClient, Session, TransportError, TransportErrorKind,
-};
+use peertube_session::{Body, Instance, OAuthClient, Session, TransportError, TransportErrorKind};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};

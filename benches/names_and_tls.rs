@@ -238,26 +238,29 @@ fn hyper_session<C: Connect + Clone + Send + Sync + 'static>(
 
 fn host_names(fake: &FakePeerTube, peers: &Peers, by_name: &str, by_ip: &str) {
     // Plain HTTP needs no roots; the same clients serve it.
-    let rates = race_rounds(ROUNDS_HERE, &mut [
-        ("ours, localhost", &mut || {
-            ureq_session(fake, by_name, &peers.ours)
-        }),
-        ("ours, 127.0.0.1", &mut || {
-            ureq_session(fake, by_ip, &peers.ours)
-        }),
-        ("oauth2, localhost", &mut || {
-            oauth2_session(&peers.ureq2, by_name)
-        }),
-        ("oauth2, 127.0.0.1", &mut || {
-            oauth2_session(&peers.ureq2, by_ip)
-        }),
-        ("plain ureq, localhost", &mut || {
-            plain_ureq_session(&peers.ureq, by_name, false);
-        }),
-        ("plain ureq, 127.0.0.1", &mut || {
-            plain_ureq_session(&peers.ureq, by_ip, false);
-        }),
-    ]);
+    let rates = race_rounds(
+        ROUNDS_HERE,
+        &mut [
+            ("ours, localhost", &mut || {
+                ureq_session(fake, by_name, &peers.ours)
+            }),
+            ("ours, 127.0.0.1", &mut || {
+                ureq_session(fake, by_ip, &peers.ours)
+            }),
+            ("oauth2, localhost", &mut || {
+                oauth2_session(&peers.ureq2, by_name)
+            }),
+            ("oauth2, 127.0.0.1", &mut || {
+                oauth2_session(&peers.ureq2, by_ip)
+            }),
+            ("plain ureq, localhost", &mut || {
+                plain_ureq_session(&peers.ureq, by_name, false);
+            }),
+            ("plain ureq, 127.0.0.1", &mut || {
+                plain_ureq_session(&peers.ureq, by_ip, false);
+            }),
+        ],
+    );
     println!("## Whole sessions to a host name (plain HTTP, `localhost` and `127.0.0.1`)\n");
     println!("| variant | sessions/s | ratio |");
     println!("|---|---|---|");
@@ -300,24 +303,27 @@ fn host_names(fake: &FakePeerTube, peers: &Peers, by_name: &str, by_ip: &str) {
 }
 
 fn over_tls_sessions(fake: &FakePeerTube, peers: &Peers, base: &str) {
-    let rates = race_rounds(ROUNDS_HERE, &mut [
-        ("ours, ureq", &mut || ureq_session(fake, base, &peers.ours)),
-        ("plain ureq", &mut || {
-            plain_ureq_session(&peers.ureq, base, false);
-        }),
-        ("plain ureq, no timeout", &mut || {
-            plain_ureq_session(&peers.ureq_untimed, base, false);
-        }),
-        ("oauth2", &mut || oauth2_session(&peers.ureq2, base)),
-        ("ours, hyper", &mut || {
-            hyper_session(peers, fake, base, &peers.hyper_ours)
-        }),
-        ("plain hyper", &mut || {
-            peers
-                .runtime
-                .block_on(plain_hyper_session(&peers.hyper, base, false))
-        }),
-    ]);
+    let rates = race_rounds(
+        ROUNDS_HERE,
+        &mut [
+            ("ours, ureq", &mut || ureq_session(fake, base, &peers.ours)),
+            ("plain ureq", &mut || {
+                plain_ureq_session(&peers.ureq, base, false);
+            }),
+            ("plain ureq, no timeout", &mut || {
+                plain_ureq_session(&peers.ureq_untimed, base, false);
+            }),
+            ("oauth2", &mut || oauth2_session(&peers.ureq2, base)),
+            ("ours, hyper", &mut || {
+                hyper_session(peers, fake, base, &peers.hyper_ours)
+            }),
+            ("plain hyper", &mut || {
+                peers
+                    .runtime
+                    .block_on(plain_hyper_session(&peers.hyper, base, false))
+            }),
+        ],
+    );
     println!("## Whole sessions over TLS to `localhost`\n");
     println!("| variant | sessions/s | ratio |");
     println!("|---|---|---|");
@@ -374,60 +380,59 @@ fn authorized_calls(fake: &FakePeerTube, peers: &Peers, by_name: &str, over_tls:
         let token = plain_ureq_session(&peers.ureq, base, false);
         let me = format!("{base}/api/v1/users/me");
         let bearer = format!("Bearer {token}");
-        let request = || {
-            http::Request::get(&me)
-                .body(Vec::<u8>::new())
-                .unwrap()
-        };
+        let request = || http::Request::get(&me).body(Vec::<u8>::new()).unwrap();
         let times = |call: &mut dyn FnMut()| {
             for _ in 0..CALLS_PER_RUN {
                 call();
             }
         };
-        let rates = race_rounds(ROUNDS_HERE, &mut [
-            ("ours, ureq", &mut || {
-                times(&mut || assert_ok(blocking.send_authorized(request()).unwrap().status()))
-            }),
-            ("plain ureq", &mut || {
-                times(&mut || {
-                    let mut response = peers
-                        .ureq
-                        .get(&me)
-                        .header("authorization", &bearer)
-                        .call()
-                        .unwrap();
-                    response.body_mut().read_to_vec().unwrap();
-                })
-            }),
-            ("ureq 2", &mut || {
-                times(&mut || {
-                    let response = peers.ureq2.get(&me).set("authorization", &bearer).call();
-                    response.unwrap().into_string().unwrap();
-                })
-            }),
-            ("ours, hyper", &mut || {
-                times(&mut || {
-                    let response = peers
-                        .runtime
-                        .block_on(asynchronous.send_authorized(request()))
-                        .unwrap();
-                    assert_ok(response.status());
-                })
-            }),
-            ("plain hyper", &mut || {
-                times(&mut || {
-                    peers.runtime.block_on(async {
-                        let request = http::Request::get(&me)
+        let rates = race_rounds(
+            ROUNDS_HERE,
+            &mut [
+                ("ours, ureq", &mut || {
+                    times(&mut || assert_ok(blocking.send_authorized(request()).unwrap().status()))
+                }),
+                ("plain ureq", &mut || {
+                    times(&mut || {
+                        let mut response = peers
+                            .ureq
+                            .get(&me)
                             .header("authorization", &bearer)
-                            .body(Full::new(Bytes::new()))
+                            .call()
                             .unwrap();
-                        let response = peers.hyper.request(request).await.unwrap();
-                        assert_ok(response.status());
-                        response.into_body().collect().await.unwrap();
+                        response.body_mut().read_to_vec().unwrap();
                     })
-                })
-            }),
-        ]);
+                }),
+                ("ureq 2", &mut || {
+                    times(&mut || {
+                        let response = peers.ureq2.get(&me).set("authorization", &bearer).call();
+                        response.unwrap().into_string().unwrap();
+                    })
+                }),
+                ("ours, hyper", &mut || {
+                    times(&mut || {
+                        let response = peers
+                            .runtime
+                            .block_on(asynchronous.send_authorized(request()))
+                            .unwrap();
+                        assert_ok(response.status());
+                    })
+                }),
+                ("plain hyper", &mut || {
+                    times(&mut || {
+                        peers.runtime.block_on(async {
+                            let request = http::Request::get(&me)
+                                .header("authorization", &bearer)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap();
+                            let response = peers.hyper.request(request).await.unwrap();
+                            assert_ok(response.status());
+                            response.into_body().collect().await.unwrap();
+                        })
+                    })
+                }),
+            ],
+        );
         let calls = |rate: f64| rate * CALLS_PER_RUN as f64;
         let to = if base.starts_with("https") {
             "TLS"
@@ -453,7 +458,10 @@ fn authorized_calls(fake: &FakePeerTube, peers: &Peers, by_name: &str, over_tls:
             calls(rates.rate(3)),
             both(&rates, 3, 4)
         );
-        println!("| {to} | plain hyper | {:.0} | 1.00 |", calls(rates.rate(4)));
+        println!(
+            "| {to} | plain hyper | {:.0} | 1.00 |",
+            calls(rates.rate(4))
+        );
     }
     println!();
 }

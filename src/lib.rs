@@ -209,6 +209,9 @@ mod lease_holder;
 #[path = "../transports/redis_store.rs"]
 mod redis_store;
 #[cfg(feature = "ureq")]
+#[path = "../transports/ureq_connection.rs"]
+mod ureq_connection;
+#[cfg(feature = "ureq")]
 #[path = "../transports/ureq_lookup.rs"]
 mod ureq_lookup;
 #[cfg(feature = "ureq")]

@@ -21,18 +21,19 @@ const CAP: usize = 64 * 1024;
 
 type Answer = Result<http::Response<Vec<u8>>, TransportError>;
 
-/// Every transport, seen as blocking: a name and a way to send one request.
-fn transports() -> Vec<(&'static str, Box<dyn Fn(http::Request<Body>) -> Answer>)> {
+/// A way to send one request, seen as blocking.
+type Send = Box<dyn Fn(http::Request<Body>) -> Answer>;
+
+/// Every transport, each once (so its connections are pooled across requests), with a name.
+fn transports() -> Vec<(&'static str, Send)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .unwrap();
     let hyper = runtime.block_on(async { HyperTransport::new() });
+    let ureq = UreqTransport::new();
     vec![
-        (
-            "ureq",
-            Box::new(|request| UreqTransport::new().send(request)),
-        ),
+        ("ureq", Box::new(move |request| ureq.send(request))),
         (
             "hyper",
             Box::new(move |request| runtime.block_on(hyper.send(request))),
@@ -65,7 +66,9 @@ fn server(script: fn(TcpStream)) -> String {
 
 /// Reads the request's head (what a server does before it answers).
 fn read_request(stream: &mut TcpStream) {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
     while !seen.ends_with(b"\r\n\r\n") && seen.len() < 64 * 1024 {
@@ -114,7 +117,10 @@ fn assert_times_out(script: fn(TcpStream), what: &str) {
         let error = answer.expect_err(what);
         assert_eq!(error.kind(), TransportErrorKind::Timeout, "{name}, {what}");
         assert!(took < TIMEOUT + SLACK, "{name}, {what}: {took:?}");
-        assert!(took >= TIMEOUT.mul_f64(0.95), "{name}, {what}: {took:?} is early");
+        assert!(
+            took >= TIMEOUT.mul_f64(0.95),
+            "{name}, {what}: {took:?} is early"
+        );
     }
 }
 
@@ -210,7 +216,15 @@ fn a_host_name_whose_lookup_hangs_is_bounded_by_the_timeout() {
         let _ = stream.write_all(head(BODY.len()).as_bytes());
         let _ = stream.write_all(BODY);
     });
-    let port: u16 = url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let hanging = UreqTransport::with_lookup(|_, _| {
         std::thread::sleep(Duration::from_secs(30));
         Ok(Vec::new())
@@ -285,7 +299,10 @@ fn hostile_answers() -> Vec<Hostile> {
                 read_request(&mut stream);
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
                 for i in 0..20_000 {
-                    if stream.write_all(format!("X-Header-{i}: {i}\r\n").as_bytes()).is_err() {
+                    if stream
+                        .write_all(format!("X-Header-{i}: {i}\r\n").as_bytes())
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -346,7 +363,9 @@ fn every_transport_gives_each_hostile_answer_the_same_kind() {
                     "{name}, {}: expected {:?}, got {:?}",
                     hostile.what,
                     hostile.kind,
-                    other.map(|a| a.status()).map_err(|e| (e.kind(), e.to_string()))
+                    other
+                        .map(|a| a.status())
+                        .map_err(|e| (e.kind(), e.to_string()))
                 )),
             }
         }
@@ -369,8 +388,48 @@ fn refused_and_tls_to_a_plain_port_are_the_same_kind_everywhere() {
     let tls_to_plain = plain.replace("http://", "https://");
     for (name, send) in transports() {
         let error = send(request(&refused, TIMEOUT)).unwrap_err();
-        assert_eq!(error.kind(), TransportErrorKind::Connect, "{name}: {error:?}");
+        assert_eq!(
+            error.kind(),
+            TransportErrorKind::Connect,
+            "{name}: {error:?}"
+        );
         let error = send(request(&tls_to_plain, TIMEOUT)).unwrap_err();
         assert_eq!(error.kind(), TransportErrorKind::Tls, "{name}: {error:?}");
+    }
+}
+
+/// Answers the request, then spoils the connection in the way `spoil` says and holds it open
+/// (or closed) for a while: a pooled connection a client must not use again.
+fn answer_then(mut stream: TcpStream, spoil: fn(&mut TcpStream)) {
+    read_request(&mut stream);
+    let _ = stream.write_all(head(BODY.len()).as_bytes());
+    let _ = stream.write_all(BODY);
+    spoil(&mut stream);
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+#[test]
+fn a_pooled_connection_the_server_closed_or_spoiled_is_not_used_again() {
+    let closed =
+        server(|stream| answer_then(stream, |s| drop(s.shutdown(std::net::Shutdown::Both))));
+    // Bytes nobody asked for: were the connection used again, they would be read as the next
+    // request's answer.
+    let stray = server(|stream| {
+        answer_then(stream, |s| {
+            let stale = br#"{"stale":true}"#;
+            let _ = s.write_all(head(stale.len()).as_bytes());
+            let _ = s.write_all(stale);
+        })
+    });
+    for (spoiled, url) in [("closed", closed), ("stray bytes", stray)] {
+        for (name, send) in transports() {
+            for turn in 0..3 {
+                let answer = send(request(&url, TIMEOUT))
+                    .unwrap_or_else(|e| panic!("{name}, {spoiled}, turn {turn}: {e:?}"));
+                assert_eq!(answer.body(), BODY, "{name}, {spoiled}, turn {turn}");
+                // Time for the server's close or stray bytes to arrive.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 }

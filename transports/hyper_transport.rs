@@ -128,7 +128,11 @@ impl Informational {
         hyper::ext::on_informational(request, move |_| {
             let seen = counted.seen.fetch_add(1, Ordering::AcqRel) + 1;
             if seen > MAX_INFORMATIONAL
-                && let Some(waker) = counted.waiting.lock().unwrap_or_else(|p| p.into_inner()).take()
+                && let Some(waker) = counted
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
             {
                 waker.wake();
             }
@@ -217,7 +221,9 @@ fn wraps_tls_error(io: &io::Error) -> bool {
         if current.is::<rustls::Error>() {
             return true;
         }
-        inner = current.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
+        inner = current
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref);
     }
     false
 }

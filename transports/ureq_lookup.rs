@@ -175,7 +175,9 @@ impl Resolver for CachingResolver {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let host = uri.host().ok_or_else(|| ureq::Error::BadUri(uri.to_string()))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| ureq::Error::BadUri(uri.to_string()))?;
         let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
             Some("https") => 443,
             _ => 80,
@@ -220,7 +222,11 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         resolver.addresses("localhost", 9090, None).unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "another port, another entry");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "another port, another entry"
+        );
         let ip = resolver.addresses("[::1]", 443, None).unwrap();
         assert_eq!(ip, vec!["[::1]:443".parse().unwrap()]);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -238,7 +244,11 @@ mod tests {
             assert!(matches!(error, ureq::Error::Timeout(_)), "{error:?}");
         }
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one lookup under way, shared");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one lookup under way, shared"
+        );
     }
 
     #[test]

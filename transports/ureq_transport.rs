@@ -5,6 +5,7 @@ use crate::blocking::Transport;
 use crate::driver::ExchangeLimits;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
+use crate::ureq_connection::LeanConnector;
 use crate::ureq_lookup::{CachingResolver, Lookup, system_lookup};
 use http::{Request, Response};
 use std::fmt;
@@ -12,6 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use ureq::unversioned::transport::Connector;
 
 /// Sends requests with a [`ureq::Agent`]. Whatever agent it is given, each request is run with
 /// `http_status_as_error(false)` (PeerTube's error bodies are answers), no redirects (a
@@ -196,9 +198,8 @@ impl Transport for UreqTransport {
                 tls,
                 agent,
             } => {
-                let (preset, agent) = agent.get_or_init(|| {
-                    (timeout, own_agent(timeout, tls.clone(), resolver.clone()))
-                });
+                let (preset, agent) = agent
+                    .get_or_init(|| (timeout, own_agent(timeout, tls.clone(), resolver.clone())));
                 (agent, *preset == timeout)
             }
             Agent::Theirs(agent) => (agent, false),
@@ -252,11 +253,8 @@ fn own_agent(
         .proxy(None)
         .timeout_global(Some(timeout))
         .build();
-    ureq::Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::default(),
-        resolver,
-    )
+    let connector = ureq::unversioned::transport::DefaultConnector::default().chain(LeanConnector);
+    ureq::Agent::with_parts(config, connector, resolver)
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {
@@ -316,7 +314,10 @@ mod tests {
             assert!(agent.config().proxy().is_none());
             let timeouts = agent.config().timeouts();
             assert_eq!(timeouts.global, Some(timeout));
-            assert_eq!(timeouts.recv_response, None, "no phase has a share of its own");
+            assert_eq!(
+                timeouts.recv_response, None,
+                "no phase has a share of its own"
+            );
         }
     }
 
@@ -333,14 +334,29 @@ mod tests {
     #[test]
     fn each_io_failure_has_its_kind() {
         let cases = [
-            (io::ErrorKind::ConnectionRefused, TransportErrorKind::Connect),
+            (
+                io::ErrorKind::ConnectionRefused,
+                TransportErrorKind::Connect,
+            ),
             (io::ErrorKind::AddrNotAvailable, TransportErrorKind::Connect),
             (io::ErrorKind::TimedOut, TransportErrorKind::Timeout),
             (io::ErrorKind::WouldBlock, TransportErrorKind::Timeout),
-            (io::ErrorKind::UnexpectedEof, TransportErrorKind::ConnectionClosed),
-            (io::ErrorKind::ConnectionReset, TransportErrorKind::ConnectionClosed),
-            (io::ErrorKind::ConnectionAborted, TransportErrorKind::ConnectionClosed),
-            (io::ErrorKind::BrokenPipe, TransportErrorKind::ConnectionClosed),
+            (
+                io::ErrorKind::UnexpectedEof,
+                TransportErrorKind::ConnectionClosed,
+            ),
+            (
+                io::ErrorKind::ConnectionReset,
+                TransportErrorKind::ConnectionClosed,
+            ),
+            (
+                io::ErrorKind::ConnectionAborted,
+                TransportErrorKind::ConnectionClosed,
+            ),
+            (
+                io::ErrorKind::BrokenPipe,
+                TransportErrorKind::ConnectionClosed,
+            ),
             (io::ErrorKind::NotFound, TransportErrorKind::Dns),
             (io::ErrorKind::Other, TransportErrorKind::Other),
         ];

@@ -570,7 +570,10 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// [`login`](Self::login); [`LoginOutcome`] says which happened.
     pub async fn login_if_needed(&self, credentials: &Credentials) -> Result<LoginOutcome, Error> {
         let deadline = self.deadline();
-        within(deadline, || self.login_if_needed_within(credentials, deadline)).await
+        within(deadline, || {
+            self.login_if_needed_within(credentials, deadline)
+        })
+        .await
     }
 
     /// Logs in, and if the server asks for a two-factor code, calls `ask_otp` once, awaits its

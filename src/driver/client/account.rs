@@ -230,7 +230,10 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// [`logout`](Self::logout). An unknown or already ended session is [`Error::NotFound`].
     pub async fn revoke_session(&self, session_id: u64) -> Result<SessionRevoked, Error> {
         let deadline = self.deadline();
-        super::within(deadline, || self.revoke_session_within(session_id, deadline)).await
+        super::within(deadline, || {
+            self.revoke_session_within(session_id, deadline)
+        })
+        .await
     }
 
     /// Ends every login session of the account but this client's own, and says which it ended.

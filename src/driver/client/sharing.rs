@@ -139,12 +139,16 @@ pub(super) async fn bounded<R>(
     step: impl Future<Output = Result<R, StoreError>>,
 ) -> Result<R, StoreError> {
     let left = until.saturating_duration_since(Instant::now());
-    at_most(left, || step, || {
-        Err(StoreError::unavailable(
-            StoreFault::TimedOut,
-            "the store did not answer in time",
-        ))
-    })
+    at_most(
+        left,
+        || step,
+        || {
+            Err(StoreError::unavailable(
+                StoreFault::TimedOut,
+                "the store did not answer in time",
+            ))
+        },
+    )
     .await
 }
 
