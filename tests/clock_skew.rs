@@ -174,7 +174,16 @@ fn a_fleet_with_clocks_a_day_off_refreshes_once_per_expiry_on_the_servers_clock(
         "{} refreshes in {ran} s: {counters:?}",
         counters.refreshes
     );
-    assert!(counters.refused_tokens <= 2, "no 401 storm: {counters:?}");
+    // No 401 storm. A fleet that refreshes only when a 401 says so (what a clock a day off
+    // did before deadlines were kept in the server's time) meets one per thread of every other
+    // process at each rotation: 14 here, over 40 in a run. A call already on its way with the
+    // old token when another process rotates it can still meet one (seen up to 7 in a run on
+    // a loaded machine): fewer than one per thread over the whole run.
+    let threads = job.threads as u64 * 8;
+    assert!(
+        counters.refused_tokens < threads,
+        "no 401 storm: {counters:?}"
+    );
     assert_eq!(counters.max_refreshes_per_token(), 1, "{counters:?}");
     // The store holds the server's deadlines.
     let record: Record = pollster::block_on(

@@ -19,14 +19,19 @@ pub(crate) enum ServerClock {
 
 impl ServerClock {
     /// Learns from an answer received at local time `now`, whose `Date` header (if any) said
-    /// `date`. A new reading replaces the old one only when they differ by more than the one
-    /// second that `Date`'s precision leaves either way, so the estimate does not flap.
+    /// `date`. A reading differs from the true offset by up to a second either way (both
+    /// clocks are read in whole seconds), and is lower still when the answer was slow on its
+    /// way. So the estimate is the highest recent reading, and a reading up to two seconds
+    /// below it is taken for such a low one: processes sharing a store then agree on the
+    /// second a token falls due (at worst a second early), instead of some of them running on
+    /// a token another has already rotated. A reading further below, or any higher one, is a
+    /// clock that changed, and replaces the estimate.
     pub(crate) fn learn(&mut self, date: Option<SystemTime>, now: SystemTime) {
         match date {
             Some(date) => {
                 let offset = signed_secs(date) - signed_secs(now);
                 match *self {
-                    ServerClock::Offset(known) if (known - offset).abs() <= 1 => {}
+                    ServerClock::Offset(known) if (known - 2..=known).contains(&offset) => {}
                     _ => *self = ServerClock::Offset(offset),
                 }
             }
@@ -82,11 +87,18 @@ mod tests {
         assert_eq!(clock, ServerClock::Offset(86_400));
         assert_eq!(clock.server_secs(at(2000)), 88_400);
         assert_eq!(clock.local(88_400), Some(at(2000)));
-        // Within a second either way: the same estimate.
-        clock.learn(Some(at(87_401)), at(1000));
+        // Up to two seconds lower: a low reading, the same estimate.
         clock.learn(Some(at(87_399)), at(1000));
+        clock.learn(Some(at(87_398)), at(1000));
         assert_eq!(clock, ServerClock::Offset(86_400));
-        // Further: the new reading.
+        // Higher: the better reading.
+        clock.learn(Some(at(87_401)), at(1000));
+        assert_eq!(clock, ServerClock::Offset(86_401));
+        clock.learn(Some(at(87_400)), at(1000));
+        assert_eq!(clock, ServerClock::Offset(86_401));
+        // Further below: a clock that changed.
+        clock.learn(Some(at(87_398)), at(1000));
+        assert_eq!(clock, ServerClock::Offset(86_398));
         clock.learn(Some(at(87_403)), at(1000));
         assert_eq!(clock, ServerClock::Offset(86_403));
         // An answer without a date later on forgets nothing.
