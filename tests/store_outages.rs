@@ -112,11 +112,16 @@ fn an_early_refresh_the_store_cannot_lease_uses_the_token_and_is_tried_again_lat
     // 30 s before expiry: inside the 60 s refresh margin, the token still good.
     fake.advance(Duration::from_secs(LIFETIME - 30));
     store.away.store(true, Ordering::SeqCst);
+    let steps_before = store.steps.load(Ordering::SeqCst);
     for _ in 0..20 {
         assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
     }
     let counters = fake.counters();
     assert_eq!((counters.token_requests, counters.refreshes), (1, 0));
+    // The failed try quiets early refreshes for a second: fewer store steps than calls (a
+    // lease tried on every call costs several steps each: 160 in 20 calls).
+    let steps = store.steps.load(Ordering::SeqCst) - steps_before;
+    assert!((1..20).contains(&steps), "{steps} store steps in 20 calls");
     // Once the store is back and the pause after the failed try is over, the refresh happens.
     store.away.store(false, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(1100));

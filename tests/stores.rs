@@ -303,3 +303,46 @@ fn a_stored_pair_that_is_dead_too_is_refreshed_not_handed_back() {
     assert_eq!(counters.refreshes, 2, "{counters:?}");
     assert_eq!(counters.max_refreshes_per_token(), 1);
 }
+
+/// A client whose token is still good reads the store every 250 ms: a pair another client
+/// saved meanwhile is taken before the old token is ever sent (no 401 on the way).
+#[test]
+fn a_client_with_a_good_token_takes_a_newer_pair_at_its_next_periodic_read() {
+    let fake = fake();
+    let store = Arc::new(MemoryStore::new());
+    let client = |margin: Duration| {
+        let transport = transport(&fake);
+        let clock = fake.clone();
+        AsyncClient::new(move |r| std::future::ready(transport(r)), instance())
+            .with_config(
+                Config::builder()
+                    .clock(move || clock.now())
+                    .refresh_margin(margin)
+                    .build(),
+            )
+            .with_store(store.clone())
+    };
+    // 2000 s into the token's hour, `a` finds it due (a margin of 1700 s); `b` does not.
+    let (a, b) = (
+        client(Duration::from_secs(1700)),
+        client(Duration::from_secs(60)),
+    );
+    pollster::block_on(async {
+        a.login(&Credentials::password("alice", "alice-pw"))
+            .await
+            .unwrap();
+        assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
+        fake.advance(Duration::from_secs(2000));
+        a.ensure_fresh().await.unwrap();
+        assert_eq!(fake.counters().refreshes, 1);
+        // Past the read interval: b's next call reads the store first.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
+    });
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.refused_tokens, counters.refreshes),
+        (0, 1),
+        "{counters:?}"
+    );
+}
