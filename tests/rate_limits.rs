@@ -156,6 +156,48 @@ fn a_429_seen_by_one_client_holds_back_every_client_of_the_store() {
 /// 8 processes x 8 threads behind PeerTube's default login limit (15 per 5 minutes), the
 /// access token living 16 s and refreshed in its last 8: a login storm from the same address
 /// fills the window just before the refresh is due, so the fleet's refresh gets 429.
+/// A longer wait learned later (here from the store, as another process's 429 would bring it)
+/// extends the block; it never shortens to the wait first seen.
+#[test]
+fn a_longer_wait_learned_later_extends_the_block() {
+    let fake = limited_fake(Duration::from_secs(2));
+    let store = Arc::new(MemoryStore::new());
+    let client = client(&fake, store.clone());
+    client
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.advance(Duration::from_secs(LIFETIME - 30));
+    storm(&fake, 4);
+    // A 429 with a wait of 2 s at most.
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(fake.counters().rate_limited, 1);
+    // Another process met a 429 asking for 5 minutes, and said so in the store.
+    let until = Instant::now() + Duration::from_secs(1);
+    let version = pollster::block_on(store.version(until)).unwrap();
+    let mut record = pollster::block_on(store.load(until)).unwrap();
+    let server_now = fake.now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    record.refresh_not_before = Some(server_now.as_secs() + 300);
+    pollster::block_on(store.save(version, record, None, until)).unwrap();
+    // Read at the next periodic read; then the first wait runs out and the token dies.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    std::thread::sleep(Duration::from_millis(2100));
+    fake.advance(Duration::from_secs(31));
+    match client.send_authorized(me()) {
+        Err(Error::RateLimited(limit)) => {
+            let wait = limit.retry_after.unwrap();
+            assert!(wait > Duration::from_secs(250), "{wait:?}");
+        }
+        other => panic!("the longer wait holds: {other:?}"),
+    }
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.refreshes, counters.rate_limited),
+        (0, 1),
+        "{counters:?}"
+    );
+}
+
 #[test]
 fn a_fleet_behind_the_default_login_limit_keeps_every_call_through_a_refused_refresh() {
     let _alone = one_at_a_time();
