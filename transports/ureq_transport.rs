@@ -26,8 +26,9 @@ use ureq::unversioned::transport::Connector;
 /// An exchange whose answer (its head and its whole body) arrives within the timeout succeeds,
 /// however the time is spent between looking up the host, connecting, sending and receiving;
 /// one that does not ends with [`TransportErrorKind::Timeout`] at the timeout (ureq's global
-/// timeout: each socket read and write waits only for what is left of it; tested with a few
-/// milliseconds of slack). When the call's [`CallDeadline`](crate::blocking::CallDeadline)
+/// timeout: each socket read waits for what is left of it; tested on a loaded machine with
+/// 400 ms of slack). A write the server stalls may end up to 100 ms before the timeout (socket
+/// timeouts are set in 100 ms steps, see BENCHMARKS.md). When the call's [`CallDeadline`](crate::blocking::CallDeadline)
 /// leaves less than the timeout, what is left is the timeout.
 ///
 /// # Host names
