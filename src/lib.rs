@@ -208,6 +208,9 @@ mod lease_holder;
 #[cfg(feature = "redis")]
 #[path = "../transports/redis_store.rs"]
 mod redis_store;
+#[cfg(any(feature = "ureq", feature = "hyper"))]
+#[path = "../transports/resend.rs"]
+mod resend;
 #[cfg(feature = "ureq")]
 #[path = "../transports/ureq_connection.rs"]
 mod ureq_connection;

@@ -33,6 +33,8 @@ const PROCESSES: usize = 8;
 /// not by use; a token dead again right after this call's own refresh is given back as 401).
 const USES: u64 = 800;
 const TOKEN: &str = "/api/v1/users/token";
+/// How long a refresh lease lives: the workers' exchange timeout (10 s) plus 5 s.
+const LEASE_LIVES_MS: u64 = 15_000;
 
 /// A worker process; nothing in the normal test run.
 #[test]
@@ -407,6 +409,37 @@ fn the_directory_made_read_only_for_a_while() {
     pause(RECOVERY);
     let reports = fleet.stop();
     scene.assert_held(&reports, "the directory read-only for 3 s");
+}
+
+/// The refresher's save fails and its lease cannot be given back: it keeps the lease, writes
+/// its pair back once it can, and while the directory is read-only its own callers refresh
+/// under that lease; nobody waits for the lease's time to run out.
+#[test]
+fn the_directory_made_read_only_during_a_refresh() {
+    let _alone = one_at_a_time();
+    let scene = Scene::file();
+    scene.login();
+    let fleet = scene.fleet();
+    pause(WARM_UP);
+    scene
+        .server
+        .inject(Some(TOKEN), Fault::Delay(Duration::from_millis(500)));
+    scene.await_fault_met();
+    set_mode(&scene.dir, 0o500);
+    pause(3.0);
+    set_mode(&scene.dir, 0o700);
+    pause(RECOVERY);
+    let reports = fleet.stop();
+    // Only a lease whose holder is gone is waited out; every holder here is alive.
+    let slowest = fleet::total(&reports).slowest_ms;
+    assert!(
+        slowest < LEASE_LIVES_MS,
+        "a call waited {slowest} ms: for a lease to run out"
+    );
+    scene.assert_held(
+        &reports,
+        "the directory read-only from the middle of a refresh",
+    );
 }
 
 fn set_mode(dir: &Path, mode: u32) {

@@ -13,8 +13,8 @@ use peertube_session::blocking::{BlockingClient, Relogin};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::store::{MemoryStore, SessionStore, StoreError};
 use peertube_session::{Body, Credentials, Error, Instance, TransportError};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use support::faulty_store::FaultyStore;
 
@@ -233,6 +233,40 @@ fn a_lease_held_elsewhere_for_the_whole_call_ends_it_with_a_typed_error_in_time(
 }
 
 #[test]
+fn a_lease_the_store_would_not_take_back_is_given_back_at_the_next_read() {
+    let fake = fake();
+    let store = FaultyStore::new();
+    let client = |call_timeout: Duration| {
+        let clock = fake.clone();
+        BlockingClient::new(transport(&fake), instance())
+            .with_config(
+                Config::builder()
+                    .clock(move || clock.now())
+                    .call_timeout(call_timeout)
+                    .build(),
+            )
+            .with_store(store.clone())
+    };
+    let (a, b) = (
+        client(Duration::from_secs(30)),
+        client(Duration::from_millis(300)),
+    );
+    a.login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.advance(Duration::from_secs(3600));
+    store.fail_releases.store(true, Ordering::SeqCst);
+    a.ensure_fresh().unwrap();
+    store.fail_releases.store(false, Ordering::SeqCst);
+    // `a` still holds the lease in the store; its next periodic read gives it back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.send_authorized(me()).unwrap().status(), 200);
+    // So `b`, due again an hour later, gets it at once, not when its time runs out.
+    fake.advance(Duration::from_secs(3600));
+    b.ensure_fresh().unwrap();
+    assert_eq!(fake.counters().refreshes, 2);
+}
+
+#[test]
 fn after_a_401_a_client_takes_the_pair_another_saved_and_sends_no_refresh() {
     let fake = fake();
     let store = Arc::new(MemoryStore::new());
@@ -299,6 +333,74 @@ fn a_stored_pair_that_is_dead_too_is_refreshed_not_handed_back() {
     assert_eq!(a.send_authorized(me()).unwrap().status(), 200); // refreshed, the second used up
     assert_eq!(fake.counters().refreshes, 1);
     assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    let counters = fake.counters();
+    assert_eq!(counters.refreshes, 2, "{counters:?}");
+    assert_eq!(counters.max_refreshes_per_token(), 1);
+}
+
+#[test]
+fn a_second_401_is_not_handed_back_for_a_refresh_of_ours_sent_after_the_request_left() {
+    // Each access token serves two calls. `b`'s call meets a dead token, takes the pair `a`
+    // saved (used up too) and sends it; while that request is out, another caller of `b` meets
+    // the same dead token and sends a refresh. The call's second 401 is for a token that no
+    // refresh of `b` produced: it waits for that refresh and gets its answer.
+    let fake = FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .access_token_uses(2)
+        .build();
+    let store = Arc::new(MemoryStore::new());
+    let a = BlockingClient::new(transport(&fake), instance())
+        .with_config(config(&fake))
+        .with_store(store.clone());
+    let wait = Duration::from_secs(10);
+    let (start, started) = mpsc::channel::<()>();
+    let (refresh_out, refresh_is_out) = mpsc::channel::<()>();
+    let (answered, request_answered) = mpsc::channel::<()>();
+    let (refresh_is_out, request_answered) =
+        (Mutex::new(refresh_is_out), Mutex::new(request_answered));
+    let (server, me_requests, armed) = (fake.clone(), AtomicUsize::new(0), AtomicBool::new(false));
+    let b = Arc::new(
+        BlockingClient::new(
+            move |request: http::Request<Body>| {
+                let path = request.uri().path();
+                if path == "/api/v1/users/me" && me_requests.fetch_add(1, Ordering::SeqCst) == 2 {
+                    // The call's request with the pair taken from the store.
+                    armed.store(true, Ordering::SeqCst);
+                    start.send(()).unwrap();
+                    refresh_is_out.lock().unwrap().recv_timeout(wait).unwrap();
+                    let answer = server.handle(&request);
+                    answered.send(()).unwrap();
+                    return Ok(answer);
+                }
+                if path == "/api/v1/users/token" && armed.swap(false, Ordering::SeqCst) {
+                    refresh_out.send(()).unwrap();
+                    request_answered.lock().unwrap().recv_timeout(wait).unwrap();
+                }
+                Ok(server.handle(&request))
+            },
+            instance(),
+        )
+        .with_config(config(&fake))
+        .with_store(store),
+    );
+    a.login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    // The first token, used up by `b` and `a`; the second, refreshed by `a`, used up by `a`.
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    for _ in 0..3 {
+        assert_eq!(a.send_authorized(me()).unwrap().status(), 200);
+    }
+    assert_eq!(fake.counters().refreshes, 1);
+    let other_caller = {
+        let b = b.clone();
+        std::thread::spawn(move || {
+            started.recv_timeout(wait).unwrap();
+            b.send_authorized(me()).unwrap().status()
+        })
+    };
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(other_caller.join().unwrap(), 200);
     let counters = fake.counters();
     assert_eq!(counters.refreshes, 2, "{counters:?}");
     assert_eq!(counters.max_refreshes_per_token(), 1);

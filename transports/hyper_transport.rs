@@ -5,6 +5,7 @@ use crate::asynchronous::AsyncTransport;
 use crate::driver::{ExchangeLimits, at_most};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
+use crate::resend::resendable;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -35,6 +36,10 @@ pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// client's [`Config`](crate::asynchronous::Config) gives it ([`ExchangeLimits`]), the timeout
 /// shortened to the call's [`CallDeadline`](crate::asynchronous::CallDeadline) when that leaves less; its timer is
 /// runtime-agnostic.
+///
+/// A `GET` (any idempotent request) whose connection closed before any answer came (a server
+/// ending a kept-alive connection as the request went out on it) is sent once more within the
+/// timeout; a `POST` (a login, a refresh, a logout) never is.
 #[derive(Debug, Clone)]
 pub struct HyperTransport<C> {
     /// Or why the TLS setup failed, which every request then reports: construction cannot
@@ -82,19 +87,22 @@ where
     ) -> impl Future<Output = Result<Response<Vec<u8>>, TransportError>> + Send {
         let limits = ExchangeLimits::of(&request, Instant::now());
         let timeout = limits.timeout();
-        let mut request = request.map(|body| Full::new(Bytes::from(body.into_vec())));
-        let informational = Informational::watch(&mut request);
+        let request = request.map(|body| Full::new(Bytes::from(body.into_vec())));
+        let again = resendable(&request);
         // The exchange is made inside `at_most` (see there why).
         let exchange = move || async move {
             let client = self
                 .client
                 .as_ref()
                 .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.clone()))?;
-            let answer = client.request(request);
-            let response = informational
-                .bound(answer)
-                .await?
-                .map_err(|e| classify(Box::new(e)))?;
+            let response = match answer(client, request).await {
+                // See `resend`: closed before any answer.
+                Err(error) if error.kind() == TransportErrorKind::ConnectionClosed => match again {
+                    Some(request) => answer(client, request).await?,
+                    None => return Err(error),
+                },
+                other => other?,
+            };
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, limits.body_limit())
                 .collect()
@@ -107,6 +115,18 @@ where
             Err(TransportError::of_kind(TransportErrorKind::Timeout))
         })
     }
+}
+
+/// The head of the answer to `request`.
+async fn answer<C: Connect + Clone + Send + Sync + 'static>(
+    client: &Client<C, Full<Bytes>>,
+    mut request: Request<Full<Bytes>>,
+) -> Result<Response<hyper::body::Incoming>, TransportError> {
+    let informational = Informational::watch(&mut request);
+    informational
+        .bound(client.request(request))
+        .await?
+        .map_err(|e| classify(Box::new(e)))
 }
 
 /// The most informational (1xx) answers one request may get before its final one: a server

@@ -5,6 +5,7 @@ use crate::blocking::Transport;
 use crate::driver::ExchangeLimits;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
+use crate::resend::resendable;
 use crate::ureq_connection::LeanConnector;
 use crate::ureq_lookup::{CachingResolver, Lookup, system_lookup};
 use http::{Request, Response};
@@ -37,6 +38,12 @@ use ureq::unversioned::transport::Connector;
 /// lookup on a new thread, pooled connection or not. A lookup runs on a thread of its own, one
 /// at a time per name, and a request waits for it no longer than its timeout: a resolver that
 /// hangs does not hang the call. [`UreqTransport::with_lookup`] replaces the system's lookup.
+///
+/// # Sent again
+/// A `GET` (any idempotent request) whose connection closed before any answer came, as a
+/// server's does when it ends a kept-alive connection just as the request goes out on it, is
+/// sent once more on a new connection within the timeout. A `POST` (a login, a refresh, a
+/// logout) never is: the server may have taken it in, and a refresh sent twice is refused.
 ///
 /// # Your own agent
 /// [`UreqTransport::with_agent`] keeps the agent's settings, its resolver included. Its
@@ -192,6 +199,7 @@ impl Transport for UreqTransport {
         if timeout.is_zero() {
             return Err(TransportError::of_kind(TransportErrorKind::Timeout));
         }
+        let started = Instant::now();
         let request = request.map(Body::into_vec);
         let (agent, preset) = match &self.agent {
             Agent::Own {
@@ -205,9 +213,7 @@ impl Transport for UreqTransport {
             }
             Agent::Theirs(agent) => (agent, false),
         };
-        let request = if preset {
-            request
-        } else {
+        let configured = |request: Request<Vec<u8>>, timeout: Duration| {
             let global = match &self.agent {
                 Agent::Own { .. } => Some(timeout),
                 Agent::Theirs(agent) => stricter(Some(timeout), agent.config().timeouts().global),
@@ -219,7 +225,31 @@ impl Transport for UreqTransport {
                 .timeout_global(global)
                 .build()
         };
-        let response = agent.run(request).map_err(transport_error)?;
+        let again = resendable(&request);
+        let request = if preset {
+            request
+        } else {
+            configured(request, timeout)
+        };
+        let response = match agent.run(request) {
+            Ok(response) => response,
+            Err(error) => {
+                let error = transport_error(error);
+                let left = timeout.saturating_sub(started.elapsed());
+                match again {
+                    // See `resend`: closed before any answer.
+                    Some(request)
+                        if error.kind() == TransportErrorKind::ConnectionClosed
+                            && !left.is_zero() =>
+                    {
+                        agent
+                            .run(configured(request, left))
+                            .map_err(transport_error)?
+                    }
+                    _ => return Err(error),
+                }
+            }
+        };
         let (parts, mut body) = response.into_parts();
         let limit = u64::try_from(limits.body_limit()).unwrap_or(u64::MAX);
         let bytes = body

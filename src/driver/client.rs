@@ -392,7 +392,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         body_limit: usize,
     ) -> Result<Sent, Error> {
         let request = self.resolved(request)?;
-        // How many refreshes this client had sent when our token last died.
+        // How many refreshes this client had sent when the token that last died (ours) was
+        // put on the request.
         let mut died_at: Option<u64> = None;
         let mut sends = 0;
         loop {
@@ -410,13 +411,15 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     .observe(ticket, response)
                     .then(|| session.is_current(ticket))
             };
-            let refreshed = self.refreshes_sent.load(Ordering::Acquire);
+            let refreshed = sent.refreshes_before;
             match dead {
                 None => return Ok(sent),
                 Some(_) if sends == MAX_SENDS => return Ok(sent),
-                // Our own token died again after a refresh of ours replaced it: give the
-                // answer back (one refresh per call). A token another process refreshed and
-                // this one took from the store does not count: it may simply have been used up.
+                // Our own token died again, and it was put on after a refresh of ours that
+                // followed the first death: give the answer back (one refresh per call). A
+                // token another process refreshed and this one took from the store does not
+                // count (it may simply have been used up), nor does a refresh of ours sent
+                // while this request was already out with such a token.
                 Some(true) if died_at.is_some_and(|before| refreshed > before) => return Ok(sent),
                 Some(true) => died_at = Some(refreshed),
                 Some(false) => {}
@@ -497,6 +500,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 other => break other?,
             }
         };
+        let refreshes_before = self.refreshes_sent.load(Ordering::Acquire);
         // A reference count, not a copy of the token: every call pays for it.
         let bearer = request.headers().get(http::header::AUTHORIZATION).cloned();
         self.stamp_capped(&mut request, deadline, body_limit)?;
@@ -509,6 +513,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             ticket,
             bearer,
             response,
+            refreshes_before,
         })
     }
 
@@ -669,6 +674,8 @@ pub(crate) struct Sent {
     /// The request's `Authorization` header, to clean its token out of the answer's text.
     pub(crate) bearer: Option<http::HeaderValue>,
     pub(crate) response: Response<Vec<u8>>,
+    /// How many refreshes this client had sent when the request was authorized.
+    refreshes_before: u64,
 }
 
 impl Sent {

@@ -1,6 +1,6 @@
 //! A memory store that fails on demand, the ways real stores fail: away (every step refused),
 //! stalled (every step hangs until its caller's `until`, as a paused Redis does), saves
-//! refused (a full disk), wiped (back to empty, as a Redis restarted without persistence), its
+//! refused (a full disk), releases refused (the store gone between a save and the release), wiped (back to empty, as a Redis restarted without persistence), its
 //! lease held by "another process".
 #![allow(dead_code)]
 
@@ -18,6 +18,7 @@ pub struct FaultyStore {
     pub stalled: AtomicBool,
     pub fail_saves: AtomicBool,
     pub lease_taken: AtomicBool,
+    pub fail_releases: AtomicBool,
     /// Steps tried (including the failed ones).
     pub steps: AtomicU64,
 }
@@ -102,6 +103,9 @@ impl SessionStore for FaultyStore {
 
     async fn release(&self, lease: Lease, until: Instant) -> Result<(), StoreError> {
         self.check(until)?;
+        if self.fail_releases.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(StoreFault::Refused, "store away"));
+        }
         self.inner().release(lease, until).await
     }
 }

@@ -37,18 +37,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         store_until: Instant,
         deadline: CallDeadline,
     ) -> Result<Option<Taken>, Error> {
-        // A kept lease serves a refresh only of a pair nobody else holds, and only while it
-        // surely lives: another process may take it once its time runs out.
-        let retained = {
-            let mut shared = self.sharing.state();
-            let retained = shared.retained.take();
-            retained.filter(|taken| shared.authored && Instant::now() < taken.lives_until)
-        };
-        if let Some(taken) = retained {
-            return Ok(Some(taken));
-        }
         let mut pause = LEASE_FIRST_PAUSE;
         loop {
+            // Checked at every turn: a write-back of this process may have it for a moment.
+            if let Some(taken) = self.retained_lease(store_until).await {
+                return Ok(Some(taken));
+            }
+            // The lease that stands in the way may be one this client owes.
+            self.give_back_owed(store_until).await;
             let failure = match self.try_lease(store_until).await {
                 Ok(Some(taken)) => return Ok(Some(taken)),
                 Ok(None) => None,
@@ -69,12 +65,32 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             };
             crate::driver::sleep(wait.min(left)).await;
             pause = (pause * 2).min(LEASE_LAST_PAUSE);
-            // The holder may have saved its pair meanwhile.
-            let _ = self.follow_store(store_until, deadline).await;
+            // The holder may have saved its pair meanwhile; a pair of ours the store lacks is
+            // written back (this may be the only caller of this process still running).
+            if let Ok(Some(Reconcile::WriteBack)) = self.follow_store(store_until, deadline).await {
+                let _ = self.write_back(store_until, deadline).await;
+            }
             if self.need(self.now()).is_ok_and(|need| need == Need::None) {
                 return Ok(None);
             }
         }
+    }
+
+    /// The lease this client kept from a save that failed, if it may serve a refresh: only of
+    /// a pair nobody else holds, and only while it surely lives (another process may take it
+    /// once its time runs out). One that may not is given back.
+    async fn retained_lease(&self, until: Instant) -> Option<Taken> {
+        let (retained, usable) = {
+            let mut shared = self.sharing.state();
+            let retained = shared.retained.take()?;
+            let usable = shared.authored && Instant::now() < retained.lives_until;
+            (retained, usable)
+        };
+        if usable {
+            return Some(retained);
+        }
+        self.release(retained.lease, until).await;
+        None
     }
 
     /// One try at the store's lease; it lives for the exchange's timeout plus [`LEASE_SLACK`].
@@ -93,16 +109,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// The refresh, as the leader of this process's callers: under the store's lease, reload,
     /// refresh only if the session is still due, save.
     pub(super) async fn refresh_under_lease(&self, deadline: CallDeadline) -> Result<(), Error> {
-        let abandoned = self
-            .sharing
-            .abandoned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(lease) = abandoned {
-            let until = earliest(deadline.at(), Instant::now() + STORE_BUDGET);
-            let _ = bounded(until, self.store.release(lease, until)).await;
-        }
+        self.give_back_owed(earliest(deadline.at(), Instant::now() + STORE_BUDGET))
+            .await;
         loop {
             let needed = match self.need(self.now()) {
                 Ok(needed) => needed,
@@ -122,7 +130,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let Some(taken) = self.take_lease(needed, store_until, deadline).await? else {
                 return Ok(());
             };
-            let held = HeldLease::new(&taken.lease, &self.sharing.abandoned);
+            let held = HeldLease::new(&taken.lease, &self.sharing.owed);
             let outcome = self
                 .refresh_holding(&taken.lease, needed, store_until, deadline)
                 .await;
@@ -448,18 +456,18 @@ impl From<Error> for Held {
     }
 }
 
-/// A refresh lease held by a refresh that may be cancelled: if it is, the lease is kept for the
-/// next refresh to give back.
+/// A refresh lease held by a refresh that may be cancelled: if it is, the lease is owed (given
+/// back at the client's next store read or refresh).
 pub(super) struct HeldLease<'a> {
     lease: Option<Lease>,
-    abandoned: &'a Mutex<Option<Lease>>,
+    owed: &'a Mutex<Option<Lease>>,
 }
 
 impl<'a> HeldLease<'a> {
-    pub(super) fn new(lease: &Lease, abandoned: &'a Mutex<Option<Lease>>) -> Self {
+    pub(super) fn new(lease: &Lease, owed: &'a Mutex<Option<Lease>>) -> Self {
         HeldLease {
             lease: Some(lease.clone()),
-            abandoned,
+            owed,
         }
     }
 
@@ -472,7 +480,7 @@ impl<'a> HeldLease<'a> {
 impl Drop for HeldLease<'_> {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            *self.abandoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
+            *self.owed.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
         }
     }
 }

@@ -66,7 +66,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         let taken = self.login_lease(deadline).await?;
         let held = taken
             .as_ref()
-            .map(|taken| HeldLease::new(&taken.lease, &self.sharing.abandoned));
+            .map(|taken| HeldLease::new(&taken.lease, &self.sharing.owed));
         let lease = taken.as_ref().map(|taken| &taken.lease);
         let outcome = self
             .login_holding(lease, credentials, only_if_needed, logins_before, deadline)

@@ -45,9 +45,11 @@ pub(super) struct Sharing {
     reading: AtomicBool,
     epoch: Instant,
     state: Mutex<Shared>,
-    /// A lease whose refresh was cancelled (its future dropped) before giving it back: the next
-    /// refresh of this client gives it back first instead of waiting for its time to live.
-    pub(super) abandoned: Mutex<Option<Lease>>,
+    /// A lease this client still has to give back: its refresh was cancelled (its future
+    /// dropped), or the store failed when it was given back. The next store read or refresh
+    /// of this client gives it back, so that the other processes do not wait for its time to
+    /// run out.
+    pub(super) owed: Mutex<Option<Lease>>,
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +95,7 @@ impl Sharing {
                 authored: true,
                 ..Shared::default()
             }),
-            abandoned: Mutex::new(None),
+            owed: Mutex::new(None),
         }
     }
 
@@ -275,6 +277,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         // Others skip the read while this one is under way.
         self.read_again_after(started, STORE_CHECK_INTERVAL);
         let until = earliest(deadline.at(), started + STORE_BUDGET);
+        self.give_back_owed(until).await;
         let outcome = self.follow_store(until, deadline).await;
         let failures = {
             let mut shared = sharing.state();
@@ -471,7 +474,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 None => return Ok(()),
             },
         };
-        let held = HeldLease::new(&taken.lease, &self.sharing.abandoned);
+        let held = HeldLease::new(&taken.lease, &self.sharing.owed);
         let outcome = self.write_back_holding(&taken.lease, until, deadline).await;
         held.disarm();
         self.give_back(taken, &outcome, until).await;
@@ -514,8 +517,41 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             Err(Error::Store(StoreError::Unavailable { .. })) => {
                 self.sharing.state().retained = Some(taken);
             }
-            _ => {
-                let _ = bounded(until, self.store.release(taken.lease, until)).await;
+            _ => self.release(taken.lease, until).await,
+        }
+    }
+
+    /// Gives `lease` back; if the store fails, it is owed (given back at the next store read).
+    pub(super) async fn release(&self, lease: Lease, until: Instant) {
+        let failed = bounded(until, self.store.release(lease.clone(), until)).await;
+        if let Err(StoreError::Unavailable { .. }) = failed {
+            self.owe(lease);
+        }
+    }
+
+    /// `lease` is to be given back later (a newer lease owed replaces an older one: taking the
+    /// newer one took the older over).
+    pub(super) fn owe(&self, lease: Lease) {
+        *self.sharing.owed.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
+    }
+
+    /// Gives back the lease this client owes, if any.
+    pub(super) async fn give_back_owed(&self, until: Instant) {
+        let owed = self
+            .sharing
+            .owed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(lease) = owed {
+            let failed = bounded(until, self.store.release(lease.clone(), until)).await;
+            if let Err(StoreError::Unavailable { .. }) = failed {
+                // Unless a newer one came meanwhile.
+                self.sharing
+                    .owed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(lease);
             }
         }
     }
