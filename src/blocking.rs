@@ -267,7 +267,7 @@ impl<T: Transport, S: SessionStore> BlockingClient<T, S> {
     /// refresh token is no longer valid, the same transport error when it failed on the way.
     pub fn ensure_fresh(&self) -> Result<(), Error> {
         let deadline = self.driver.deadline();
-        block_on(deadline, self.driver.ensure_fresh_within(deadline))
+        block_on(deadline, self.driver.refresh_within(deadline))
     }
 
     /// A valid access token, refreshed first if due.

@@ -187,6 +187,8 @@ pub mod fake;
 // through a transport they are given. `transports/` holds only code that touches a socket.
 #[cfg(any(feature = "async-client", feature = "blocking-client"))]
 mod driver;
+#[cfg(any(feature = "async-client", feature = "blocking-client"))]
+mod trace;
 
 #[cfg(feature = "async-client")]
 pub mod asynchronous;

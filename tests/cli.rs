@@ -630,3 +630,64 @@ fn an_empty_two_factor_code_at_a_terminal_is_asked_again() {
     assert!(shown.contains("logged in to"), "{shown:?}");
     assert_eq!(world.fake.counters().logins, 1);
 }
+
+#[test]
+fn verbose_tells_on_standard_error_what_the_session_did_and_the_token_stays_alone() {
+    let world = World::new("verbose");
+    world.login_alice();
+    world.fake.advance(Duration::from_secs(86_400));
+    expire_access_token(&world.session_file("default"));
+    let quiet = world.run(&["token"], "");
+    assert_eq!(code(&quiet), 0, "{}", text(&quiet.stderr));
+    assert!(text(&quiet.stderr).is_empty(), "{}", text(&quiet.stderr));
+    world.fake.advance(Duration::from_secs(86_400));
+    expire_access_token(&world.session_file("default"));
+    let told = world.run(&["token", "-v"], "");
+    assert_eq!(code(&told), 0, "{}", text(&told.stderr));
+    let token = text(&told.stdout);
+    assert_eq!(token.lines().count(), 1, "the token alone: {token}");
+    assert!(world.accepts(token.trim()));
+    let trail = text(&told.stderr);
+    for step in [
+        "refresh lease taken",
+        "refresh sent",
+        "answered",
+        "the new pair: saved",
+    ] {
+        assert!(trail.contains(step), "no {step:?} in:\n{trail}");
+    }
+    assert!(
+        trail.lines().all(|line| line.contains("peertube_session")),
+        "{trail}"
+    );
+    assert!(!trail.contains(token.trim()), "the token in the trail");
+    // A filter of one's own: only warnings, so nothing for a refresh that went well.
+    world.fake.advance(Duration::from_secs(86_400));
+    expire_access_token(&world.session_file("default"));
+    let filtered = world
+        .command(&["token"])
+        .env("PEERTUBE_SESSION_LOG", "peertube_session=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let filtered = wait(filtered);
+    assert_eq!(code(&filtered), 0, "{}", text(&filtered.stderr));
+    assert!(
+        text(&filtered.stderr).is_empty(),
+        "{}",
+        text(&filtered.stderr)
+    );
+    let wrong = world
+        .command(&["token"])
+        .env("PEERTUBE_SESSION_LOG", "peertube_session=loud")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wrong = wait(wrong);
+    assert_eq!(code(&wrong), 2, "{}", text(&wrong.stderr));
+    assert!(text(&wrong.stderr).starts_with("peertube-session: PEERTUBE_SESSION_LOG"));
+}

@@ -6,6 +6,10 @@
 
 mod support;
 
+#[path = "support/capture.rs"]
+mod capture;
+
+use capture::Capture;
 use peertube_session::api::{self, ListTokenSessions, RevokeTokenSession, UsersMe};
 use peertube_session::response::{
     Secrets, error_for, parse_error, parse_login, parse_oauth_client, parse_refresh, parse_revoke,
@@ -377,7 +381,8 @@ fn driver_errors_never_print_an_echoed_secret() {
             },
             instance.clone(),
         );
-        let error = blocking.login(&credentials).unwrap_err();
+        let capture = Capture::new();
+        let error = capture.during(|| blocking.login(&credentials).unwrap_err());
         assert_clean("blocking driver", &printed(&error), &case);
 
         let asynchronous = AsyncClient::new(
@@ -387,8 +392,15 @@ fn driver_errors_never_print_an_echoed_secret() {
             },
             instance,
         );
-        let error = pollster::block_on(asynchronous.login(&credentials)).unwrap_err();
+        let error =
+            capture.during(|| pollster::block_on(asynchronous.login(&credentials)).unwrap_err());
         assert_clean("async driver", &printed(&error), &case);
+        // Nor does any event or span field the drivers emitted on the way (feature `tracing`).
+        let events = capture.events();
+        assert!(!cfg!(feature = "tracing") || !events.is_empty());
+        for event in events {
+            assert_clean("tracing event", &event.text(), &case);
+        }
     }
 }
 

@@ -15,11 +15,14 @@ use crate::Instance;
 use crate::driver::flight::{Flights, Role};
 use crate::driver::{CallDeadline, Config, ExchangeLimits, deadline_elapsed};
 use crate::error::{Error, Operation, TransportError};
-use crate::request::{self, Body, Credentials};
+#[cfg(feature = "async-client")]
+use crate::request::Credentials;
+use crate::request::{self, Body};
 use crate::response::{Parser, RevokeResponse, Secrets};
 use crate::secret::AccessToken;
 use crate::session::{Authorized, Event, Lineage, Pending, SavedSession, Session, State};
 use crate::store::{Ending, MemoryStore, SessionStore};
+use crate::trace;
 use http::{Request, Response};
 use sharing::{Need, Sharing};
 use std::fmt;
@@ -79,6 +82,9 @@ pub struct AsyncClient<T, S = MemoryStore> {
     /// with the same token.
     flights: Flights,
     config: Config,
+    /// The account this client last logged in, for the spans of its calls.
+    #[cfg(feature = "tracing")]
+    account: Mutex<Option<std::sync::Arc<str>>>,
 }
 
 impl<T, S> fmt::Debug for AsyncClient<T, S> {
@@ -116,6 +122,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
             session: Mutex::new(session),
             flights: Flights::default(),
             config: Config::default(),
+            #[cfg(feature = "tracing")]
+            account: Mutex::default(),
         }
     }
 
@@ -133,6 +141,8 @@ impl<T: AsyncTransport> AsyncClient<T> {
             session: self.session,
             flights: self.flights,
             config: self.config,
+            #[cfg(feature = "tracing")]
+            account: self.account,
         }
     }
 }
@@ -173,6 +183,24 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     // user code (the clock, a closure) runs.
     fn session(&self) -> MutexGuard<'_, Session> {
         lock(&self.session)
+    }
+
+    /// The account this client last logged in, for its spans.
+    #[cfg(feature = "tracing")]
+    fn account(&self) -> Option<std::sync::Arc<str>> {
+        self.account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Notes the account a login is for, for the spans of this client's calls.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn note_account(&self, username: &str) {
+        #[cfg(feature = "tracing")]
+        {
+            *self.account.lock().unwrap_or_else(|p| p.into_inner()) = Some(username.into());
+        }
     }
 
     fn now(&self) -> SystemTime {
@@ -249,6 +277,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             session: &self.session,
             pending: Some(pending),
         };
+        #[cfg(feature = "tracing")]
+        let sent_at = Instant::now();
         let answer = self.transport.send(request).await;
         let Some(pending) = in_flight.pending.take() else {
             return Err(Error::StaleResponse(operation));
@@ -257,6 +287,13 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             Ok(response) => response,
             Err(error) => {
                 self.session().abandon(pending);
+                trace::event!(
+                    warn,
+                    operation = %operation,
+                    kind = %error.kind(),
+                    took_ms = trace::millis_since(sent_at),
+                    "the exchange failed on the way"
+                );
                 return Err(Error::Transport(error));
             }
         };
@@ -273,10 +310,78 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
             handled
         };
+        #[cfg(feature = "tracing")]
+        self.trace_answer(operation, &handled, sent_at);
         if let Err(Error::StaleResponse(Operation::Login)) = handled {
             self.revoke_orphan(&response, deadline).await;
         }
         handled
+    }
+
+    /// One event for the answer to a session exchange: `debug` when it went through, `warn`
+    /// for what loses a session or points at a fault (a refused refresh, a 429, a server error).
+    #[cfg(feature = "tracing")]
+    fn trace_answer(&self, operation: Operation, handled: &Result<Event, Error>, sent_at: Instant) {
+        let took_ms = trace::millis_since(sent_at);
+        let error = match handled {
+            Ok(_) => {
+                trace::event!(debug, operation = %operation, took_ms, "answered");
+                return;
+            }
+            Err(error) => error,
+        };
+        let (name, status, code) = (
+            trace::error_name(error),
+            trace::status_of(error),
+            trace::code_name(error),
+        );
+        match error {
+            Error::RateLimited(limit) => trace::event!(
+                warn,
+                operation = %operation,
+                status,
+                retry_after_s = limit.retry_after.map(|wait| wait.as_secs()),
+                took_ms,
+                "rate limited: nothing is sent to the token endpoint before Retry-After"
+            ),
+            Error::LoginRequired(_) if operation == Operation::Refresh => trace::event!(
+                warn,
+                status,
+                code,
+                took_ms,
+                "the refresh was refused: this pair's session is over"
+            ),
+            Error::TwoFactorRequired(_) => {
+                trace::event!(info, took_ms, "the server asks for a two-factor code")
+            }
+            Error::StaleResponse(_) => trace::event!(
+                debug,
+                operation = %operation,
+                error = name,
+                took_ms,
+                "answered"
+            ),
+            Error::Server(_) | Error::MalformedResponse { .. } | Error::ResponseTooLarge { .. } => {
+                trace::event!(
+                    warn,
+                    operation = %operation,
+                    error = name,
+                    status,
+                    code,
+                    took_ms,
+                    "refused"
+                )
+            }
+            _ => trace::event!(
+                info,
+                operation = %operation,
+                error = name,
+                status,
+                code,
+                took_ms,
+                "refused"
+            ),
+        }
     }
 
     /// A login answer that arrived after the session changed (another login on this client won
@@ -341,12 +446,38 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             });
             match needed? {
                 Role::Done => return Ok(()),
-                Role::Wait(flight) => match flight.wait().await {
-                    Some(outcome) => return outcome,
-                    None => continue,
-                },
+                Role::Wait(flight) => {
+                    #[cfg(feature = "tracing")]
+                    let waited = Instant::now();
+                    let outcome = flight.wait().await;
+                    trace::event!(
+                        debug,
+                        waited_ms = trace::millis_since(waited),
+                        outcome = match &outcome {
+                            Some(Ok(())) => "ok",
+                            Some(Err(error)) => trace::error_name(error),
+                            None => "none: the leader was cancelled, going again",
+                        },
+                        "waited for another caller's refresh"
+                    );
+                    match outcome {
+                        Some(outcome) => return outcome,
+                        None => continue,
+                    }
+                }
                 Role::Lead(leader) => {
+                    #[cfg(feature = "tracing")]
+                    let started = Instant::now();
                     let outcome = self.refresh_under_lease(deadline).await;
+                    trace::event!(
+                        debug,
+                        took_ms = trace::millis_since(started),
+                        outcome = match &outcome {
+                            Ok(()) => "ok",
+                            Err(error) => trace::error_name(error),
+                        },
+                        "refresh done, as this process's leader"
+                    );
                     if let Err(Error::StaleResponse(_)) = outcome {
                         leader.finish(None);
                         continue;
@@ -364,13 +495,21 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         &self,
         deadline: CallDeadline,
     ) -> Result<AccessToken, Error> {
-        // A token handed out is used where no 401 comes back here: read the store first.
-        self.sync(true, deadline).await?;
-        self.ensure_fresh_within(deadline).await?;
-        self.session()
-            .access_token()
-            .cloned()
-            .ok_or(Error::AccessTokenExpired)
+        trace::in_span!("access_token", self, async {
+            // A token handed out is used where no 401 comes back here: read the store first.
+            self.sync(true, deadline).await?;
+            self.ensure_fresh_within(deadline).await?;
+            self.session()
+                .access_token()
+                .cloned()
+                .ok_or(Error::AccessTokenExpired)
+        })
+    }
+
+    /// What `ensure_fresh` does (the calls that need a fresh token use
+    /// [`ensure_fresh_within`](Self::ensure_fresh_within), inside their own span).
+    pub(crate) async fn refresh_within(&self, deadline: CallDeadline) -> Result<(), Error> {
+        trace::in_span!("refresh", self, self.ensure_fresh_within(deadline))
     }
 
     pub(crate) async fn send_authorized_within(
@@ -380,7 +519,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     ) -> Result<Response<Vec<u8>>, Error> {
         let body_limit = self.config.body_limit();
         let sent = self.send_authorized_capped(request, deadline, body_limit);
-        sent.await.map(|sent| sent.response)
+        trace::in_span!("send_authorized", self, sent).map(|sent| sent.response)
     }
 
     /// Sends an authorized request, refreshing and retrying as `send_authorized` does, with
@@ -412,6 +551,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     .then(|| session.is_current(ticket))
             };
             let refreshed = sent.refreshes_before;
+            if dead.is_some() {
+                trace::event!(
+                    debug,
+                    sends,
+                    still_current = dead == Some(true),
+                    "401 invalid_token: the token on the request was dead"
+                );
+            }
             match dead {
                 None => return Ok(sent),
                 Some(_) if sends == MAX_SENDS => return Ok(sent),
@@ -521,20 +668,26 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         &self,
         deadline: CallDeadline,
     ) -> Result<RevokeResponse, Error> {
-        self.ensure_fresh_within(deadline).await?;
-        let (step, mut lineage) = self.logout_step()?;
-        let event = match self.exchange(step, deadline).await {
-            Err(Error::InvalidToken(_)) => {
-                self.ensure_fresh_within(deadline).await?;
-                let step;
-                (step, lineage) = self.logout_step()?;
-                self.exchange(step, deadline).await?
-            }
-            other => other?,
-        };
-        self.save_over(Some((Ending::LoggedOut, lineage)), deadline)
-            .await;
-        Ok(revoked(event))
+        trace::in_span!("logout", self, async {
+            self.ensure_fresh_within(deadline).await?;
+            let (step, mut lineage) = self.logout_step()?;
+            let event = match self.exchange(step, deadline).await {
+                Err(Error::InvalidToken(_)) => {
+                    self.ensure_fresh_within(deadline).await?;
+                    let step;
+                    (step, lineage) = self.logout_step()?;
+                    self.exchange(step, deadline).await?
+                }
+                other => other?,
+            };
+            self.save_over(Some((Ending::LoggedOut, lineage)), deadline)
+                .await;
+            trace::event!(
+                info,
+                "logged out: the pair is revoked and the store says so"
+            );
+            Ok(revoked(event))
+        })
     }
 
     /// The logout request, and the lineage of the pair it ends.
@@ -609,7 +762,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// longer valid, the same transport error when it failed on the way.
     pub async fn ensure_fresh(&self) -> Result<(), Error> {
         let deadline = self.deadline();
-        within(deadline, || self.ensure_fresh_within(deadline)).await
+        within(deadline, || self.refresh_within(deadline)).await
     }
 
     /// A valid access token, refreshed first if due.

@@ -25,6 +25,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Tell on standard error what the session did (logins, refreshes, the store's lease and
+    /// steps), one line each; never a token or password. PEERTUBE_SESSION_LOG takes a filter
+    /// instead (`peertube_session=debug`, `info`, …)
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

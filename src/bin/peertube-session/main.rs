@@ -62,7 +62,30 @@ fn clap_failure(error: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// What `-v` shows: the session's routine steps and everything above them.
+const VERBOSE: &str = "peertube_session=debug";
+
+/// Events to standard error, one line each, when asked for (`-v`, or a filter in
+/// `PEERTUBE_SESSION_LOG`); none otherwise, so that `token` prints the token alone.
+fn tell_what_happens(verbose: bool) -> Result<(), Failure> {
+    let filter = match std::env::var("PEERTUBE_SESSION_LOG") {
+        Ok(filter) if !filter.trim().is_empty() => filter,
+        _ if verbose => VERBOSE.to_owned(),
+        _ => return Ok(()),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|error| {
+        Failure::usage(&format!("PEERTUBE_SESSION_LOG is not a filter: {error}"))
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
+    tell_what_happens(cli.verbose)?;
     let profile = profile::Profile::named(&cli.profile)?;
     let json = cli.json;
     match cli.command {

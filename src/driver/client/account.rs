@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::response::{Parser, Secrets};
 use crate::session::Authorized;
 use crate::store::{Ending, SessionStore};
+use crate::trace;
 
 /// How many times `log_out_other_sessions` lists the sessions and ends the others: a session
 /// that refreshed between the listing and its revocation comes back under a new id, and is
@@ -49,6 +50,15 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         endpoint: &E,
         deadline: CallDeadline,
     ) -> Result<E::Output, Error> {
+        trace::in_span!("call", self, self.call_plain(endpoint, deadline))
+    }
+
+    /// [`call_within`](Self::call_within) inside the span of the call that makes it.
+    async fn call_plain<E: Endpoint>(
+        &self,
+        endpoint: &E,
+        deadline: CallDeadline,
+    ) -> Result<E::Output, Error> {
         Ok(self.call_ticketed(endpoint, deadline).await?.0)
     }
 
@@ -76,18 +86,20 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     }
 
     pub(crate) async fn me_within(&self, deadline: CallDeadline) -> Result<Me, Error> {
-        self.call_within(&UsersMe, deadline).await
+        trace::in_span!("me", self, self.call_plain(&UsersMe, deadline))
     }
 
     pub(crate) async fn sessions_within(
         &self,
         deadline: CallDeadline,
     ) -> Result<Vec<TokenSession>, Error> {
-        let me = self.me_within(deadline).await?;
-        let listing = self
-            .listing(AllTokenSessions::new(me.id), false, deadline)
-            .await?;
-        Ok(listing.sessions)
+        trace::in_span!("sessions", self, async {
+            let me = self.call_plain(&UsersMe, deadline).await?;
+            let listing = self
+                .listing(AllTokenSessions::new(me.id), false, deadline)
+                .await?;
+            Ok(listing.sessions)
+        })
     }
 
     /// Walks the pages of `all`; with `until_current`, stops at the page holding the caller's
@@ -120,24 +132,26 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         session_id: u64,
         deadline: CallDeadline,
     ) -> Result<SessionRevoked, Error> {
-        let me = self.me_within(deadline).await?;
-        // Whether the session is this client's own decides what happens here after: newest
-        // first, the caller's session is on the first page.
-        let newest_first = AllTokenSessions::new(me.id).sort(SessionSort::NewestFirst);
-        let listing = self.listing(newest_first, true, deadline).await?;
-        let revoke = RevokeTokenSession::new(me.id, session_id);
-        let (answer, ticket) = self.call_ticketed(&revoke, deadline).await?;
-        // It was ours if it was listed as ours with the very token that revoked it: a refresh
-        // in between would have given our session another id, and the revocation a 404.
-        let current = listing
-            .current
-            .is_some_and(|(mine, listed)| mine.id == session_id && listed == ticket);
-        if current {
-            self.ended_here(&ticket, deadline).await;
-        }
-        Ok(SessionRevoked {
-            current,
-            redirect_url: answer.redirect_url,
+        trace::in_span!("revoke_session", self, async {
+            let me = self.call_plain(&UsersMe, deadline).await?;
+            // Whether the session is this client's own decides what happens here after: newest
+            // first, the caller's session is on the first page.
+            let newest_first = AllTokenSessions::new(me.id).sort(SessionSort::NewestFirst);
+            let listing = self.listing(newest_first, true, deadline).await?;
+            let revoke = RevokeTokenSession::new(me.id, session_id);
+            let (answer, ticket) = self.call_ticketed(&revoke, deadline).await?;
+            // It was ours if it was listed as ours with the very token that revoked it: a refresh
+            // in between would have given our session another id, and the revocation a 404.
+            let current = listing
+                .current
+                .is_some_and(|(mine, listed)| mine.id == session_id && listed == ticket);
+            if current {
+                self.ended_here(&ticket, deadline).await;
+            }
+            Ok(SessionRevoked {
+                current,
+                redirect_url: answer.redirect_url,
+            })
         })
     }
 
@@ -159,43 +173,45 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         &self,
         deadline: CallDeadline,
     ) -> Result<OtherSessionsEnded, Error> {
-        let me = self.me_within(deadline).await?;
-        let mut ended = Vec::new();
-        let mut kept = None;
-        for _ in 0..MAX_ROUNDS {
-            let listing = self
-                .listing(AllTokenSessions::new(me.id), false, deadline)
-                .await?;
-            let Some((mine, _)) = listing.current else {
-                // Without knowing which session is ours, revoking "the others" could end ours.
-                return Err(Error::malformed(
-                    http::StatusCode::OK,
-                    "no listed session is marked as the current one",
-                ));
-            };
-            // A session marked current on an earlier page, when a refresh of ours came between
-            // two pages, is our old pair: already gone (its revocation is a 404, skipped).
-            let others: Vec<TokenSession> = listing
-                .sessions
-                .into_iter()
-                .filter(|s| s.id != mine.id)
-                .collect();
-            kept = Some(mine);
-            if others.is_empty() {
-                break;
-            }
-            for session in others {
-                let revoke = RevokeTokenSession::new(me.id, session.id);
-                match self.call_within(&revoke, deadline).await {
-                    Ok(_) => ended.push(session),
-                    // It ended on its own meanwhile, or refreshed into a new id: the next
-                    // round lists it again if it lives on.
-                    Err(Error::NotFound(_)) => {}
-                    Err(error) => return Err(error),
+        trace::in_span!("log_out_other_sessions", self, async {
+            let me = self.call_plain(&UsersMe, deadline).await?;
+            let mut ended = Vec::new();
+            let mut kept = None;
+            for _ in 0..MAX_ROUNDS {
+                let listing = self
+                    .listing(AllTokenSessions::new(me.id), false, deadline)
+                    .await?;
+                let Some((mine, _)) = listing.current else {
+                    // Without knowing which session is ours, revoking "the others" could end ours.
+                    return Err(Error::malformed(
+                        http::StatusCode::OK,
+                        "no listed session is marked as the current one",
+                    ));
+                };
+                // A session marked current on an earlier page, when a refresh of ours came between
+                // two pages, is our old pair: already gone (its revocation is a 404, skipped).
+                let others: Vec<TokenSession> = listing
+                    .sessions
+                    .into_iter()
+                    .filter(|s| s.id != mine.id)
+                    .collect();
+                kept = Some(mine);
+                if others.is_empty() {
+                    break;
+                }
+                for session in others {
+                    let revoke = RevokeTokenSession::new(me.id, session.id);
+                    match self.call_plain(&revoke, deadline).await {
+                        Ok(_) => ended.push(session),
+                        // It ended on its own meanwhile, or refreshed into a new id: the next
+                        // round lists it again if it lives on.
+                        Err(Error::NotFound(_)) => {}
+                        Err(error) => return Err(error),
+                    }
                 }
             }
-        }
-        Ok(OtherSessionsEnded { ended, kept })
+            Ok(OtherSessionsEnded { ended, kept })
+        })
     }
 }
 

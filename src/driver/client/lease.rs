@@ -8,6 +8,7 @@ use crate::driver::CallDeadline;
 use crate::error::Error;
 use crate::session::State;
 use crate::store::{Lease, Reconcile, Record, SessionStore, StoreError, StoreFault, Version};
+use crate::trace;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         deadline: CallDeadline,
     ) -> Result<Option<Taken>, Error> {
         let mut pause = LEASE_FIRST_PAUSE;
+        #[cfg(feature = "tracing")]
+        let asked = Instant::now();
         loop {
             // Checked at every turn: a write-back of this process may have it for a moment.
             if let Some(taken) = self.retained_lease(store_until).await {
@@ -46,16 +49,45 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             // The lease that stands in the way may be one this client owes.
             self.give_back_owed(store_until).await;
             let failure = match self.try_lease(store_until).await {
-                Ok(Some(taken)) => return Ok(Some(taken)),
+                Ok(Some(taken)) => {
+                    #[cfg(feature = "tracing")]
+                    if asked.elapsed() > self.config.timeout() {
+                        // A live holder gives it back within its exchange's timeout.
+                        trace::event!(
+                            warn,
+                            fence = taken.lease.fence(),
+                            waited_ms = trace::millis_since(asked),
+                            "refresh lease taken once its time ran out: its holder died or hung"
+                        );
+                    } else {
+                        trace::event!(
+                            debug,
+                            fence = taken.lease.fence(),
+                            waited_ms = trace::millis_since(asked),
+                            "refresh lease taken"
+                        );
+                    }
+                    return Ok(Some(taken));
+                }
                 Ok(None) => None,
                 Err(error) => Some(error),
             };
             let left = store_until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 if needed == Need::Early {
+                    trace::event!(
+                        debug,
+                        "no lease within the store budget: the token is used as it is, and refreshed later"
+                    );
                     self.quiet();
                     return Ok(None);
                 }
+                trace::event!(
+                    warn,
+                    waited_ms = trace::millis_since(asked),
+                    store_failed = failure.is_some(),
+                    "no refresh lease before the call's deadline"
+                );
                 return Err(Error::Store(failure.unwrap_or(StoreError::LeaseBusy)));
             }
             let wait = if failure.is_some() {
@@ -71,6 +103,11 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 let _ = self.write_back(store_until, deadline).await;
             }
             if self.need(self.now()).is_ok_and(|need| need == Need::None) {
+                trace::event!(
+                    debug,
+                    waited_ms = trace::millis_since(asked),
+                    "while waiting for the lease, another process saved a fresh pair: taken"
+                );
                 return Ok(None);
             }
         }
@@ -260,6 +297,16 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             Err(error) => return Err(Held::Failed(self.ending().map_or(error, |e| e.error()))),
         };
         let refreshed_from = self.session().lineage();
+        trace::event!(
+            debug,
+            why = match needed {
+                Need::Early => "due by the clock (still usable)",
+                _ if self.session().access_rejected() => "refused by the server (401)",
+                _ => "expired by the clock",
+            },
+            refreshes = refreshed_from.map(|l| l.refreshes),
+            "refresh sent, under the lease"
+        );
         let step = self.session().refresh().map_err(Held::Failed)?;
         self.refreshes_sent.fetch_add(1, Ordering::AcqRel);
         match self.exchange(step, deadline).await {
@@ -271,10 +318,16 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
             Err(Error::LoginRequired(refusal)) => {
                 if self.relogin.is_some() {
+                    trace::event!(info, "the refresh token is dead: logging in again");
                     return Ok(self
                         .relogin_holding(loaded, lease, store_until, deadline)
                         .await?);
                 }
+                trace::event!(
+                    warn,
+                    ends_the_others = stored_lineage.is_some() && stored_lineage == refreshed_from,
+                    "refresh refused (invalid_grant): the session ends here; for the others only if the store holds this very pair"
+                );
                 // Fenced: the refusal ends the others' session only if the store holds the
                 // very pair that was refused.
                 if stored_lineage.is_some() && stored_lineage == refreshed_from {
@@ -393,6 +446,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 self.store.save(expected, ours.clone(), Some(lease), until),
             )
             .await;
+            super::sharing::trace_save("the new pair", &outcome);
             match outcome {
                 Ok(version) => {
                     self.saved_as(version, &ours);

@@ -13,6 +13,7 @@ use crate::request::{Body, Credentials};
 use crate::response::Parser;
 use crate::session::{Event, Pending, SavedSession, Session, State};
 use crate::store::{Ending, Lease, Record, SessionStore, StoreError, StoreFault, Version};
+use crate::trace;
 use http::{HeaderValue, Request};
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -42,9 +43,13 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         credentials: &Credentials,
         deadline: CallDeadline,
     ) -> Result<(), Error> {
-        self.login_under_lease(credentials, false, deadline)
-            .await
-            .map(drop)
+        self.note_account(credentials.username());
+        trace::in_span!(
+            "login",
+            self,
+            self.login_under_lease(credentials, false, deadline)
+        )
+        .map(drop)
     }
 
     /// A login only if the store holds no usable session: what a fleet calls at boot.
@@ -53,7 +58,12 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         credentials: &Credentials,
         deadline: CallDeadline,
     ) -> Result<LoginOutcome, Error> {
-        self.login_under_lease(credentials, true, deadline).await
+        self.note_account(credentials.username());
+        trace::in_span!(
+            "login_if_needed",
+            self,
+            self.login_under_lease(credentials, true, deadline)
+        )
     }
 
     async fn login_under_lease(
@@ -140,7 +150,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
         }
         let replaced = record.as_ref().and_then(live_pair_of);
+        trace::event!(
+            info,
+            two_factor_code = credentials.has_otp(),
+            under_lease = lease.is_some(),
+            "logging in"
+        );
         self.log_in_once(credentials, deadline).await?;
+        trace::event!(info, replaces_a_live_pair = replaced.is_some(), "logged in");
         {
             let mut shared = self.sharing.state();
             shared.ending = None;
@@ -240,6 +257,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         let Some(credentials) = (relogin.credentials)() else {
             return Err(self.ending().map_or(Error::LoggedOut, |e| e.error()));
         };
+        trace::event!(info, "logging in again (the refresh token is dead)");
         let mut outcome = self.log_in_once(&credentials, deadline).await;
         if let (Err(Error::TwoFactorRequired(_)), Some(otp)) = (&outcome, &relogin.otp)
             && let Some(code) = otp()

@@ -14,6 +14,7 @@ use crate::session::{Lineage, State};
 use crate::store::{
     Ending, Lease, Reconcile, Record, SessionStore, StoreError, StoreFault, Version, reconcile,
 };
+use crate::trace;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -279,6 +280,13 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         let until = earliest(deadline.at(), started + STORE_BUDGET);
         self.give_back_owed(until).await;
         let outcome = self.follow_store(until, deadline).await;
+        if let Err(Error::Store(_error)) = &outcome {
+            trace::event!(
+                warn,
+                error = %_error,
+                "the store could not be read: calls go on with the tokens in memory"
+            );
+        }
         let failures = {
             let mut shared = sharing.state();
             shared.failures = match &outcome {
@@ -326,7 +334,12 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// The store's record; an unreadable one counts as empty, at the store's version.
     pub(super) async fn read_record(&self, until: Instant) -> Result<Record, StoreError> {
         match bounded(until, self.store.load(until)).await {
-            Err(StoreError::Corrupt(_)) => {
+            Err(StoreError::Corrupt(_reason)) => {
+                trace::event!(
+                    warn,
+                    reason = _reason,
+                    "the store's record is unreadable: it counts as empty, the next save replaces it"
+                );
                 let mut empty = Record::empty();
                 empty.version = self.current_version(until).await?;
                 Ok(empty)
@@ -347,6 +360,11 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             return Ok(None);
         }
         let record = self.read_record(until).await.map_err(Error::Store)?;
+        trace::event!(
+            debug,
+            version = record.version.0,
+            "the store changed: reloaded"
+        );
         self.apply(record, deadline).await
     }
 
@@ -406,6 +424,25 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                         session.abandon(pending);
                         orphan = Some(request);
                     }
+                    match (&record.session, &record.ending) {
+                        (_, Some(Ending::LoggedOut)) => trace::event!(
+                            info,
+                            version = record.version.0,
+                            "logged out by another process sharing the store"
+                        ),
+                        (_, Some(_)) => trace::event!(
+                            warn,
+                            version = record.version.0,
+                            "the session ended in another process (its refresh was refused)"
+                        ),
+                        (Some(_), None) => trace::event!(
+                            debug,
+                            version = record.version.0,
+                            refreshes = record.lineage.map(|l| l.refreshes),
+                            "took the pair another process saved"
+                        ),
+                        (None, None) => {}
+                    }
                     match record.session {
                         Some(saved) => session.adopt(saved)?,
                         None => session.forget(),
@@ -414,7 +451,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     shared.synced = Some(record.version);
                     shared.authored = false;
                 }
-                Reconcile::WriteBack => shared.synced = None,
+                Reconcile::WriteBack => {
+                    trace::event!(
+                        debug,
+                        version = record.version.0,
+                        "the store is behind this process (empty, reset or older): ours is written back"
+                    );
+                    shared.synced = None;
+                }
             }
             (decision, orphan)
         };
@@ -498,6 +542,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             self.store.save(version, ours.clone(), Some(lease), until),
         )
         .await;
+        trace_save("written back", &saved);
         self.saved_as(saved.map_err(Error::Store)?, &ours);
         Ok(())
     }
@@ -525,7 +570,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     pub(super) async fn release(&self, lease: Lease, until: Instant) {
         let failed = bounded(until, self.store.release(lease.clone(), until)).await;
         if let Err(StoreError::Unavailable { .. }) = failed {
+            trace::event!(
+                warn,
+                fence = lease.fence(),
+                "the store would not take the lease back: given back at the next read"
+            );
             self.owe(lease);
+        } else {
+            trace::event!(debug, fence = lease.fence(), "lease given back");
         }
     }
 
@@ -583,6 +635,27 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// One event for a save's outcome.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(super) fn trace_save(what: &'static str, saved: &Result<Version, StoreError>) {
+    match saved {
+        Ok(_version) => trace::event!(debug, version = _version.0, "{what}: saved"),
+        Err(StoreError::Conflict) => trace::event!(
+            debug,
+            "{what}: the store changed meanwhile (compare-and-set conflict)"
+        ),
+        Err(StoreError::LeaseLost) => trace::event!(
+            warn,
+            "{what}: refused by its fencing token: the lease was taken over"
+        ),
+        Err(_error) => trace::event!(
+            warn,
+            error = %_error,
+            "{what}: not saved, the store failed: written later"
+        ),
     }
 }
 
