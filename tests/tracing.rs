@@ -379,3 +379,51 @@ fn a_login_asked_for_a_two_factor_code_and_a_wrong_password_say_so() {
         assert!(!event.text().contains(PASSWORD), "{}", event.text());
     }
 }
+
+#[test]
+fn a_lease_taken_once_its_holders_time_ran_out_is_a_warning() {
+    let fake = fake();
+    let store = FaultyStore::new();
+    let clock = fake.clone();
+    // An exchange timeout of 100 ms: a live holder gives the lease back within it.
+    let client = BlockingClient::new(
+        transport(&fake),
+        Instance::new("http://127.0.0.1:9").unwrap(),
+    )
+    .with_config(
+        Config::builder()
+            .clock(move || clock.now())
+            .timeout(Duration::from_millis(100))
+            .call_timeout(Duration::from_secs(5))
+            .build(),
+    )
+    .with_store(store.clone());
+    log_in(&client);
+    fake.advance(Duration::from_secs(3600));
+    // Held by a process that is gone, until its time runs out 400 ms from now.
+    store
+        .lease_taken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let freed = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            store
+                .lease_taken
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let capture = Capture::new();
+    capture.during(|| client.ensure_fresh().unwrap());
+    freed.join().unwrap();
+    let taken = capture.one("refresh lease taken once its time ran out");
+    assert_eq!(taken.level, Level::WARN);
+    assert!(
+        taken
+            .field("waited_ms")
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .is_some_and(|ms| ms >= 300),
+        "{}",
+        taken.text()
+    );
+}

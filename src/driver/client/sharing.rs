@@ -357,6 +357,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     ) -> Result<Option<Reconcile>, Error> {
         let current = self.current_version(until).await.map_err(Error::Store)?;
         if self.sharing.state().synced == Some(current) {
+            trace::event!(trace, version = current.0, "the store was read: unchanged");
             return Ok(None);
         }
         let record = self.read_record(until).await.map_err(Error::Store)?;
