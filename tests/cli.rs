@@ -661,6 +661,24 @@ fn verbose_tells_on_standard_error_what_the_session_did_and_the_token_stays_alon
         "{trail}"
     );
     assert!(!trail.contains(token.trim()), "the token in the trail");
+    // An empty filter is no filter: `-v` stands.
+    world.fake.advance(Duration::from_secs(86_400));
+    expire_access_token(&world.session_file("default"));
+    let blank = world
+        .command(&["token", "--verbose"])
+        .env("PEERTUBE_SESSION_LOG", "  ")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let blank = wait(blank);
+    assert_eq!(code(&blank), 0, "{}", text(&blank.stderr));
+    assert!(
+        text(&blank.stderr).contains("refresh sent"),
+        "{}",
+        text(&blank.stderr)
+    );
     // A filter of one's own: only warnings, so nothing for a refresh that went well.
     world.fake.advance(Duration::from_secs(86_400));
     expire_access_token(&world.session_file("default"));

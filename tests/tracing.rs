@@ -427,3 +427,52 @@ fn a_lease_taken_once_its_holders_time_ran_out_is_a_warning() {
         taken.text()
     );
 }
+
+/// A client whose refreshes the server answers with `status` (and `Retry-After: 300`).
+fn client_refused_with(
+    fake: &FakePeerTube,
+    status: u16,
+) -> BlockingClient<impl peertube_session::blocking::Transport> {
+    let (server, clock) = (fake.clone(), fake.clone());
+    BlockingClient::new(
+        move |request: http::Request<Body>| {
+            let refresh = request.uri().path() == "/api/v1/users/token"
+                && String::from_utf8_lossy(request.body().as_bytes()).contains("refresh_token");
+            if refresh {
+                return Ok(http::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .header("retry-after", "300")
+                    .body(br#"{"error":"no"}"#.to_vec())
+                    .unwrap());
+            }
+            Ok(server.handle(&request))
+        },
+        Instance::new("http://127.0.0.1:9").unwrap(),
+    )
+    .with_config(Config::builder().clock(move || clock.now()).build())
+}
+
+#[test]
+fn a_429_and_a_server_error_on_refresh_are_warnings_with_what_to_wait() {
+    for (status, message) in [(429, "rate limited"), (500, "refused")] {
+        let fake = fake();
+        let client = client_refused_with(&fake, status);
+        log_in(&client);
+        fake.advance(Duration::from_secs(3600));
+        let capture = Capture::new();
+        capture.during(|| assert!(client.ensure_fresh().is_err()));
+        let event = capture
+            .find(message)
+            .into_iter()
+            .find(|e| e.field("operation") == Some("refresh"))
+            .unwrap_or_else(|| panic!("{status}: {}", capture.listing()));
+        assert_eq!(event.level, Level::WARN, "{}", event.text());
+        assert_eq!(event.field("status"), Some(status.to_string().as_str()));
+        if status == 429 {
+            assert_eq!(event.field("retry_after_s"), Some("300"));
+        } else {
+            assert_eq!(event.field("error"), Some("server"));
+        }
+    }
+}
