@@ -74,6 +74,19 @@ impl World {
         wait(child)
     }
 
+    /// Runs the binary with `name=value` in its environment, nothing on its standard input.
+    fn run_with_env(&self, args: &[&str], name: &str, value: &str) -> Output {
+        let child = self
+            .command(args)
+            .env(name, value)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the binary");
+        wait(child)
+    }
+
     fn login_alice(&self) {
         let out = self.run(
             &["login", "--instance", &self.url(), "--username", "alice"],
@@ -664,15 +677,7 @@ fn verbose_tells_on_standard_error_what_the_session_did_and_the_token_stays_alon
     // An empty filter is no filter: `-v` stands.
     world.fake.advance(Duration::from_secs(86_400));
     expire_access_token(&world.session_file("default"));
-    let blank = world
-        .command(&["token", "--verbose"])
-        .env("PEERTUBE_SESSION_LOG", "  ")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let blank = wait(blank);
+    let blank = world.run_with_env(&["token", "--verbose"], "PEERTUBE_SESSION_LOG", "  ");
     assert_eq!(code(&blank), 0, "{}", text(&blank.stderr));
     assert!(
         text(&blank.stderr).contains("refresh sent"),
@@ -682,30 +687,14 @@ fn verbose_tells_on_standard_error_what_the_session_did_and_the_token_stays_alon
     // A filter of one's own: only warnings, so nothing for a refresh that went well.
     world.fake.advance(Duration::from_secs(86_400));
     expire_access_token(&world.session_file("default"));
-    let filtered = world
-        .command(&["token"])
-        .env("PEERTUBE_SESSION_LOG", "peertube_session=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let filtered = wait(filtered);
+    let filtered = world.run_with_env(&["token"], "PEERTUBE_SESSION_LOG", "peertube_session=warn");
     assert_eq!(code(&filtered), 0, "{}", text(&filtered.stderr));
     assert!(
         text(&filtered.stderr).is_empty(),
         "{}",
         text(&filtered.stderr)
     );
-    let wrong = world
-        .command(&["token"])
-        .env("PEERTUBE_SESSION_LOG", "peertube_session=loud")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let wrong = wait(wrong);
+    let wrong = world.run_with_env(&["token"], "PEERTUBE_SESSION_LOG", "peertube_session=loud");
     assert_eq!(code(&wrong), 2, "{}", text(&wrong.stderr));
     assert!(text(&wrong.stderr).starts_with("peertube-session: PEERTUBE_SESSION_LOG"));
 }

@@ -398,17 +398,7 @@ fn the_file_overwritten_with_garbage_is_replaced_and_kept_aside() {
 
 #[test]
 fn the_directory_made_read_only_for_a_while() {
-    let _alone = one_at_a_time();
-    let scene = Scene::file();
-    scene.login();
-    let fleet = scene.fleet();
-    pause(WARM_UP);
-    set_mode(&scene.dir, 0o500);
-    pause(3.0);
-    set_mode(&scene.dir, 0o700);
-    pause(RECOVERY);
-    let reports = fleet.stop();
-    scene.assert_held(&reports, "the directory read-only for 3 s");
+    read_only_for_3_s(false, "the directory read-only for 3 s");
 }
 
 /// The refresher's save fails and its lease cannot be given back: it keeps the lease, writes
@@ -416,15 +406,22 @@ fn the_directory_made_read_only_for_a_while() {
 /// under that lease; nobody waits for the lease's time to run out.
 #[test]
 fn the_directory_made_read_only_during_a_refresh() {
+    read_only_for_3_s(true, "the directory read-only from the middle of a refresh");
+}
+
+/// The store's directory read-only for 3 s, from the middle of a refresh or not.
+fn read_only_for_3_s(mid_refresh: bool, what: &str) {
     let _alone = one_at_a_time();
     let scene = Scene::file();
     scene.login();
     let fleet = scene.fleet();
     pause(WARM_UP);
-    scene
-        .server
-        .inject(Some(TOKEN), Fault::Delay(Duration::from_millis(500)));
-    scene.await_fault_met();
+    if mid_refresh {
+        scene
+            .server
+            .inject(Some(TOKEN), Fault::Delay(Duration::from_millis(500)));
+        scene.await_fault_met();
+    }
     set_mode(&scene.dir, 0o500);
     pause(3.0);
     set_mode(&scene.dir, 0o700);
@@ -434,12 +431,9 @@ fn the_directory_made_read_only_during_a_refresh() {
     let slowest = fleet::total(&reports).slowest_ms;
     assert!(
         slowest < LEASE_LIVES_MS,
-        "a call waited {slowest} ms: for a lease to run out"
+        "{what}: a call waited {slowest} ms, for a lease to run out"
     );
-    scene.assert_held(
-        &reports,
-        "the directory read-only from the middle of a refresh",
-    );
+    scene.assert_held(&reports, what);
 }
 
 fn set_mode(dir: &Path, mode: u32) {

@@ -45,6 +45,52 @@ fn client(fake: &FakePeerTube) -> BlockingClient<impl peertube_session::blocking
     .with_config(Config::builder().clock(move || clock.now()).build())
 }
 
+/// A logged-in client of `store` with this exchange timeout and call deadline, its token
+/// expired, and the store's lease held by another process.
+fn due_with_the_lease_held(
+    fake: &FakePeerTube,
+    store: &Arc<FaultyStore>,
+    timeout: Duration,
+    call_timeout: Duration,
+) -> BlockingClient<impl peertube_session::blocking::Transport, Arc<FaultyStore>> {
+    let clock = fake.clone();
+    let client = BlockingClient::new(
+        transport(fake),
+        Instance::new("http://127.0.0.1:9").unwrap(),
+    )
+    .with_config(
+        Config::builder()
+            .clock(move || clock.now())
+            .timeout(timeout)
+            .call_timeout(call_timeout)
+            .build(),
+    )
+    .with_store(store.clone());
+    log_in(&client);
+    fake.advance(Duration::from_secs(3600));
+    store
+        .lease_taken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    client
+}
+
+/// Two clients sharing a memory store: `a` logged in, `b` took its pair with one call.
+fn two_sharing(
+    fake: &FakePeerTube,
+) -> (
+    BlockingClient<impl peertube_session::blocking::Transport, Arc<MemoryStore>>,
+    BlockingClient<impl peertube_session::blocking::Transport, Arc<MemoryStore>>,
+) {
+    let store = Arc::new(MemoryStore::new());
+    let (a, b) = (
+        client(fake).with_store(store.clone()),
+        client(fake).with_store(store),
+    );
+    log_in(&a);
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    (a, b)
+}
+
 fn me() -> http::Request<()> {
     http::Request::get("/api/v1/users/me").body(()).unwrap()
 }
@@ -170,13 +216,7 @@ fn a_401_tells_that_the_token_was_dead_and_the_refresh_why() {
 #[test]
 fn a_client_that_takes_the_pair_another_saved_says_so() {
     let fake = fake();
-    let store = Arc::new(MemoryStore::new());
-    let (a, b) = (
-        client(&fake).with_store(store.clone()),
-        client(&fake).with_store(store),
-    );
-    log_in(&a);
-    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    let (a, b) = two_sharing(&fake);
     fake.advance(Duration::from_secs(3600));
     a.ensure_fresh().unwrap();
     let capture = Capture::new();
@@ -199,13 +239,7 @@ fn a_client_that_takes_the_pair_another_saved_says_so() {
 #[test]
 fn a_logout_seen_from_another_client_is_told_at_info() {
     let fake = fake();
-    let store = Arc::new(MemoryStore::new());
-    let (a, b) = (
-        client(&fake).with_store(store.clone()),
-        client(&fake).with_store(store),
-    );
-    log_in(&a);
-    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    let (a, b) = two_sharing(&fake);
     let capture = Capture::new();
     capture.during(|| {
         a.logout().unwrap();
@@ -270,23 +304,12 @@ fn a_store_that_fails_is_a_warning_and_the_call_goes_on() {
 fn a_lease_held_elsewhere_for_the_whole_call_is_a_warning() {
     let fake = fake();
     let store = FaultyStore::new();
-    let clock = fake.clone();
-    let client = BlockingClient::new(
-        transport(&fake),
-        Instance::new("http://127.0.0.1:9").unwrap(),
-    )
-    .with_config(
-        Config::builder()
-            .clock(move || clock.now())
-            .call_timeout(Duration::from_millis(300))
-            .build(),
-    )
-    .with_store(store.clone());
-    log_in(&client);
-    fake.advance(Duration::from_secs(3600));
-    store
-        .lease_taken
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let client = due_with_the_lease_held(
+        &fake,
+        &store,
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+    );
     let capture = Capture::new();
     capture.during(|| assert!(client.ensure_fresh().is_err()));
     let timed_out = capture.one("no refresh lease before the call's deadline");
@@ -384,26 +407,14 @@ fn a_login_asked_for_a_two_factor_code_and_a_wrong_password_say_so() {
 fn a_lease_taken_once_its_holders_time_ran_out_is_a_warning() {
     let fake = fake();
     let store = FaultyStore::new();
-    let clock = fake.clone();
     // An exchange timeout of 100 ms: a live holder gives the lease back within it.
-    let client = BlockingClient::new(
-        transport(&fake),
-        Instance::new("http://127.0.0.1:9").unwrap(),
-    )
-    .with_config(
-        Config::builder()
-            .clock(move || clock.now())
-            .timeout(Duration::from_millis(100))
-            .call_timeout(Duration::from_secs(5))
-            .build(),
-    )
-    .with_store(store.clone());
-    log_in(&client);
-    fake.advance(Duration::from_secs(3600));
     // Held by a process that is gone, until its time runs out 400 ms from now.
-    store
-        .lease_taken
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let client = due_with_the_lease_held(
+        &fake,
+        &store,
+        Duration::from_millis(100),
+        Duration::from_secs(5),
+    );
     let freed = {
         let store = store.clone();
         std::thread::spawn(move || {
