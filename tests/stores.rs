@@ -267,6 +267,48 @@ fn a_lease_the_store_would_not_take_back_is_given_back_at_the_next_read() {
 }
 
 #[test]
+fn a_client_waiting_for_the_lease_takes_the_pair_its_holder_saved_before_giving_it_back() {
+    let fake = fake();
+    let store = FaultyStore::new();
+    let clock = fake.clone();
+    let waiter = BlockingClient::new(transport(&fake), instance())
+        .with_config(
+            Config::builder()
+                .clock(move || clock.now())
+                .call_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .with_store(store.clone());
+    waiter
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.advance(Duration::from_secs(3600));
+    // Another process holds the lease, refreshes, and saves its new pair; it has not given the
+    // lease back yet. The store takes 30 ms a step, well within the store budget.
+    store.lease_taken.store(true, Ordering::SeqCst);
+    store.step_delay_ms.store(30, Ordering::SeqCst);
+    let holder = BlockingClient::from_session(
+        transport(&fake),
+        peertube_session::Session::restore(waiter.save()).unwrap(),
+    )
+    .with_config(config(&fake));
+    let waiting = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        (waiter.ensure_fresh(), started.elapsed(), waiter)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    holder.ensure_fresh().unwrap();
+    let saved = holder.save();
+    let lineage = holder.with_session(|s| s.lineage());
+    store.put(peertube_session::store::Record::new(saved, None).with_lineage(lineage));
+    let (outcome, took, waiter) = waiting.join().unwrap();
+    outcome.unwrap();
+    assert!(took < Duration::from_secs(3), "waited {took:?}");
+    assert_eq!(waiter.with_session(|s| s.lineage()), lineage);
+    assert_eq!(fake.counters().refreshes, 1);
+}
+
+#[test]
 fn after_a_401_a_client_takes_the_pair_another_saved_and_sends_no_refresh() {
     let fake = fake();
     let store = Arc::new(MemoryStore::new());

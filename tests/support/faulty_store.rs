@@ -19,6 +19,9 @@ pub struct FaultyStore {
     pub fail_saves: AtomicBool,
     pub lease_taken: AtomicBool,
     pub fail_releases: AtomicBool,
+    /// Each step takes this long (milliseconds), as an async store over the network does: it
+    /// waits without blocking, and a caller past its `until` drops it.
+    pub step_delay_ms: AtomicU64,
     /// Steps tried (including the failed ones).
     pub steps: AtomicU64,
 }
@@ -51,6 +54,15 @@ impl FaultyStore {
         pollster::block_on(self.inner().load(Instant::now() + Duration::from_secs(1))).unwrap()
     }
 
+    /// The step's delay, if any, then [`check`](Self::check).
+    async fn step(&self, until: Instant) -> Result<(), StoreError> {
+        let delay = self.step_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            Delay::new(Duration::from_millis(delay)).await;
+        }
+        self.check(until)
+    }
+
     fn check(&self, until: Instant) -> Result<(), StoreError> {
         self.steps.fetch_add(1, Ordering::Relaxed);
         if self.away.load(Ordering::SeqCst) {
@@ -70,12 +82,12 @@ impl FaultyStore {
 
 impl SessionStore for FaultyStore {
     async fn version(&self, until: Instant) -> Result<Version, StoreError> {
-        self.check(until)?;
+        self.step(until).await?;
         self.inner().version(until).await
     }
 
     async fn load(&self, until: Instant) -> Result<Record, StoreError> {
-        self.check(until)?;
+        self.step(until).await?;
         self.inner().load(until).await
     }
 
@@ -86,7 +98,7 @@ impl SessionStore for FaultyStore {
         lease: Option<&Lease>,
         until: Instant,
     ) -> Result<Version, StoreError> {
-        self.check(until)?;
+        self.step(until).await?;
         if self.fail_saves.load(Ordering::SeqCst) {
             return Err(StoreError::unavailable(StoreFault::Full, "disk full"));
         }
@@ -94,7 +106,7 @@ impl SessionStore for FaultyStore {
     }
 
     async fn try_lease(&self, ttl: Duration, until: Instant) -> Result<Option<Lease>, StoreError> {
-        self.check(until)?;
+        self.step(until).await?;
         if self.lease_taken.load(Ordering::SeqCst) {
             return Ok(None);
         }
@@ -102,10 +114,50 @@ impl SessionStore for FaultyStore {
     }
 
     async fn release(&self, lease: Lease, until: Instant) -> Result<(), StoreError> {
-        self.check(until)?;
+        self.step(until).await?;
         if self.fail_releases.load(Ordering::SeqCst) {
             return Err(StoreError::unavailable(StoreFault::Refused, "store away"));
         }
         self.inner().release(lease, until).await
+    }
+}
+
+/// A future ready after `wait`, on any executor (a thread sleeps and wakes it).
+struct Delay {
+    wait: Duration,
+    done: Arc<AtomicBool>,
+    started: bool,
+}
+
+impl Delay {
+    fn new(wait: Duration) -> Delay {
+        Delay {
+            wait,
+            done: Arc::default(),
+            started: false,
+        }
+    }
+}
+
+impl std::future::Future for Delay {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.done.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(());
+        }
+        if !self.started {
+            self.started = true;
+            let (done, waker, wait) = (self.done.clone(), context.waker().clone(), self.wait);
+            std::thread::spawn(move || {
+                std::thread::sleep(wait);
+                done.store(true, Ordering::SeqCst);
+                waker.wake();
+            });
+        }
+        std::task::Poll::Pending
     }
 }

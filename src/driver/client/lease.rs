@@ -98,9 +98,11 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             crate::driver::sleep(wait.min(left)).await;
             pause = (pause * 2).min(LEASE_LAST_PAUSE);
             // The holder may have saved its pair meanwhile; a pair of ours the store lacks is
-            // written back (this may be the only caller of this process still running).
-            if let Ok(Some(Reconcile::WriteBack)) = self.follow_store(store_until, deadline).await {
-                let _ = self.write_back(store_until, deadline).await;
+            // written back (this may be the only caller of this process still running). Each
+            // step within the store budget, so that a store that hangs does not hold the wait.
+            let step_until = earliest(store_until, Instant::now() + STORE_BUDGET);
+            if let Ok(Some(Reconcile::WriteBack)) = self.follow_store(step_until, deadline).await {
+                let _ = self.write_back(step_until, deadline).await;
             }
             if self.need(self.now()).is_ok_and(|need| need == Need::None) {
                 trace::event!(
