@@ -67,6 +67,11 @@ impl Rates {
         median(self.wall[index].clone())
     }
 
+    /// Variant `index`'s runs per CPU-second of the calling thread (median of the rounds).
+    pub fn cpu_rate(&self, index: usize) -> f64 {
+        median(self.cpu[index].clone())
+    }
+
     /// Variant `a` over variant `b`: the median of the rounds' ratios. Both ran in the same
     /// round, moments apart, so load that comes and goes on the machine hits them alike.
     pub fn ratio(&self, a: usize, b: usize) -> f64 {
