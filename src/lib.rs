@@ -145,6 +145,10 @@
 //!   processes of many machines.
 //! - `fake`: `fake::FakePeerTube`, a model of a PeerTube server's session endpoints for tests,
 //!   in-process or served on a loopback port.
+//! - `tracing`: the drivers emit [`tracing`](https://docs.rs/tracing) spans (one per call,
+//!   with the instance's host and the account) and events (logins, refreshes and why, the
+//!   store's lease and steps, 429s, transport failures) under the target `peertube_session`;
+//!   never a secret, never server text. Without it, none of that code exists.
 //!
 //! ## Sharing a session between processes
 //!
