@@ -698,3 +698,49 @@ fn verbose_tells_on_standard_error_what_the_session_did_and_the_token_stays_alon
     assert_eq!(code(&wrong), 2, "{}", text(&wrong.stderr));
     assert!(text(&wrong.stderr).starts_with("peertube-session: PEERTUBE_SESSION_LOG"));
 }
+
+#[test]
+fn status_tells_an_expired_access_token_as_past() {
+    let world = World::new("expired");
+    world.login_alice();
+    expire_access_token(&world.session_file("default"));
+    let status: serde_json::Value =
+        serde_json::from_slice(&world.run(&["status", "--json"], "").stdout).unwrap();
+    let seconds = status["access_token_expires_in"].as_i64().unwrap();
+    assert!((-60..0).contains(&seconds), "{status}");
+    assert!(status["refresh_token_expires_in"].as_i64().unwrap() > 0);
+    let shown = text(&world.run(&["status"], "").stdout);
+    assert!(shown.contains("access token expired "), "{shown}");
+    assert!(shown.contains(" ago ("), "{shown}");
+    assert!(shown.contains("refresh token expires in "), "{shown}");
+}
+
+#[test]
+fn logout_keeps_the_profile_when_the_instance_cannot_be_reached() {
+    let mut world = World::new("unreachable");
+    world.login_alice();
+    // The instance goes away (another server takes the world's place).
+    let elsewhere = world.fake.serve().unwrap();
+    drop(std::mem::replace(&mut world.server, elsewhere));
+    expire_access_token(&world.session_file("default"));
+    let out = world.run(&["logout"], "");
+    assert_eq!(code(&out), 6, "{}", text(&out.stderr));
+    assert!(
+        world.session_file("default").exists(),
+        "the profile is kept"
+    );
+}
+
+#[test]
+fn logout_of_a_session_the_instance_already_ended_forgets_it() {
+    let world = World::new("ended");
+    world.login_alice();
+    // The password changed elsewhere: the refresh token is dead, the access token expired.
+    world.fake.change_password("alice", "new-pw");
+    world.fake.advance(Duration::from_secs(86_400));
+    expire_access_token(&world.session_file("default"));
+    let out = world.run(&["logout"], "");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "already logged out (profile default)\n");
+    assert!(!world.session_file("default").exists());
+}
