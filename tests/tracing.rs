@@ -487,3 +487,29 @@ fn a_429_and_a_server_error_on_refresh_are_warnings_with_what_to_wait() {
         }
     }
 }
+
+#[test]
+fn an_api_call_that_fails_on_the_way_is_a_warning_with_its_kind() {
+    let fake = fake();
+    let server = fake.clone();
+    let clock = fake.clone();
+    let client = BlockingClient::new(
+        move |request: http::Request<Body>| {
+            if request.uri().path() == "/api/v1/users/me" {
+                return Err(TransportError::of_kind(
+                    peertube_session::TransportErrorKind::ConnectionClosed,
+                ));
+            }
+            Ok(server.handle(&request))
+        },
+        Instance::new("http://127.0.0.1:9").unwrap(),
+    )
+    .with_config(Config::builder().clock(move || clock.now()).build());
+    log_in(&client);
+    let capture = Capture::new();
+    capture.during(|| assert!(client.send_authorized(me()).is_err()));
+    let failed = capture.one("the authorized request failed on the way");
+    assert_eq!(failed.level, Level::WARN);
+    assert!(failed.field("kind").is_some(), "{}", failed.text());
+    assert!(failed.in_span("send_authorized").is_some());
+}

@@ -651,11 +651,14 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         // A reference count, not a copy of the token: every call pays for it.
         let bearer = request.headers().get(http::header::AUTHORIZATION).cloned();
         self.stamp_capped(&mut request, deadline, body_limit)?;
-        let response = self
-            .transport
-            .send(request)
-            .await
-            .map_err(Error::Transport)?;
+        let response = self.transport.send(request).await.map_err(|error| {
+            trace::event!(
+                warn,
+                kind = %error.kind(),
+                "the authorized request failed on the way"
+            );
+            Error::Transport(error)
+        })?;
         Ok(Sent {
             ticket,
             bearer,
