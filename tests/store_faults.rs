@@ -27,11 +27,13 @@ use std::time::{Duration, Instant};
 
 const ENTRY: &str = "worker";
 const PROCESSES: usize = 8;
-/// Each access token serves this many calls, then dies: the fleet refreshes several times a
+/// Each access token serves this many calls, then dies: the fleet refreshes a few times a
 /// second. Far more than the 64 calls in the air at once, so that a caller retrying with a new
 /// token is not starved by the others using it up first (real tokens die by time or rotation,
 /// not by use; a token dead again right after this call's own refresh is given back as 401).
-const USES: u64 = 800;
+/// With 800, the 20-run soak (a build beside it, load 9 on 2 cores) once saw 12 calls of 7,868
+/// get 401: callers held off the CPU past a token's 800 uses, three tokens in a row.
+const USES: u64 = 1200;
 const TOKEN: &str = "/api/v1/users/token";
 /// How long a refresh lease lives: the workers' exchange timeout (10 s) plus 5 s.
 const LEASE_LIVES_MS: u64 = 15_000;
@@ -218,11 +220,13 @@ impl Drop for Scene {
     }
 }
 
-/// One refresh per token that died, give or take the one under way when the fleet stopped.
+/// One refresh per token that died, give or take the one under way when the fleet stopped; and
+/// at least two, so that the fleet refreshed around the fault (on a loaded machine a scene
+/// makes 4,000 to 15,000 calls: three to twelve refreshes).
 fn assert_refreshes_follow_expiries(counters: &Counters, context: &str) {
     let (refreshes, expiries) = (counters.refreshes, counters.worn_out_tokens);
     assert!(
-        refreshes <= expiries && refreshes + 1 >= expiries && refreshes >= 3,
+        refreshes <= expiries && refreshes + 1 >= expiries && refreshes >= 2,
         "refreshes {refreshes}, expiries {expiries}: {context}"
     );
 }
