@@ -34,7 +34,7 @@ type Answer = Result<http::Response<Vec<u8>>, TransportError>;
 
 fn transport(
     fake: &FakePeerTube,
-) -> impl Fn(http::Request<Body>) -> Answer + Clone + Send + Sync + 'static {
+) -> impl Fn(http::Request<Body>) -> Answer + Clone + Send + Sync + use<> {
     let fake = fake.clone();
     move |request| Ok(fake.handle(&request))
 }
@@ -42,6 +42,32 @@ fn transport(
 fn config(fake: &FakePeerTube) -> Config {
     let clock = fake.clone();
     Config::builder().clock(move || clock.now()).build()
+}
+
+/// A fake whose access tokens each serve `uses` calls, then die.
+fn fake_with_uses(uses: u64) -> FakePeerTube {
+    FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .access_token_uses(uses)
+        .build()
+}
+
+/// A blocking client of `store`, on the fake's clock, whose calls end after `call_timeout`.
+fn client_with_call_timeout<S: SessionStore>(
+    fake: &FakePeerTube,
+    store: S,
+    call_timeout: Duration,
+) -> BlockingClient<impl peertube_session::blocking::Transport + use<S>, S> {
+    let clock = fake.clone();
+    BlockingClient::new(transport(fake), instance())
+        .with_config(
+            Config::builder()
+                .clock(move || clock.now())
+                .call_timeout(call_timeout)
+                .build(),
+        )
+        .with_store(store)
 }
 
 fn far() -> Instant {
@@ -209,15 +235,7 @@ fn a_lease_held_elsewhere_for_the_whole_call_ends_it_with_a_typed_error_in_time(
     let fake = fake();
     let store = FaultyStore::new();
     let call_timeout = Duration::from_millis(300);
-    let clock = fake.clone();
-    let client = BlockingClient::new(transport(&fake), instance())
-        .with_config(
-            Config::builder()
-                .clock(move || clock.now())
-                .call_timeout(call_timeout)
-                .build(),
-        )
-        .with_store(store.clone());
+    let client = client_with_call_timeout(&fake, store.clone(), call_timeout);
     client
         .login(&Credentials::password("alice", "alice-pw"))
         .unwrap();
@@ -236,20 +254,9 @@ fn a_lease_held_elsewhere_for_the_whole_call_ends_it_with_a_typed_error_in_time(
 fn a_lease_the_store_would_not_take_back_is_given_back_at_the_next_read() {
     let fake = fake();
     let store = FaultyStore::new();
-    let client = |call_timeout: Duration| {
-        let clock = fake.clone();
-        BlockingClient::new(transport(&fake), instance())
-            .with_config(
-                Config::builder()
-                    .clock(move || clock.now())
-                    .call_timeout(call_timeout)
-                    .build(),
-            )
-            .with_store(store.clone())
-    };
     let (a, b) = (
-        client(Duration::from_secs(30)),
-        client(Duration::from_millis(300)),
+        client_with_call_timeout(&fake, store.clone(), Duration::from_secs(30)),
+        client_with_call_timeout(&fake, store.clone(), Duration::from_millis(300)),
     );
     a.login(&Credentials::password("alice", "alice-pw"))
         .unwrap();
@@ -270,15 +277,7 @@ fn a_lease_the_store_would_not_take_back_is_given_back_at_the_next_read() {
 fn a_client_waiting_for_the_lease_takes_the_pair_its_holder_saved_before_giving_it_back() {
     let fake = fake();
     let store = FaultyStore::new();
-    let clock = fake.clone();
-    let waiter = BlockingClient::new(transport(&fake), instance())
-        .with_config(
-            Config::builder()
-                .clock(move || clock.now())
-                .call_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .with_store(store.clone());
+    let waiter = client_with_call_timeout(&fake, store.clone(), Duration::from_secs(5));
     waiter
         .login(&Credentials::password("alice", "alice-pw"))
         .unwrap();
@@ -357,11 +356,7 @@ fn a_stored_pair_that_is_dead_too_is_refreshed_not_handed_back() {
     // Each access token serves one call. `b`'s token dies; the pair it then takes from the store
     // (`a` refreshed and used it) is dead as well: `b` refreshes itself and gets its answer,
     // instead of giving back the second 401 as if its own refresh had failed.
-    let fake = FakePeerTube::builder()
-        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
-        .no_rate_limit()
-        .access_token_uses(1)
-        .build();
+    let fake = fake_with_uses(1);
     let store = Arc::new(MemoryStore::new());
     let client = || {
         BlockingClient::new(transport(&fake), instance())
@@ -386,11 +381,7 @@ fn a_second_401_is_not_handed_back_for_a_refresh_of_ours_sent_after_the_request_
     // saved (used up too) and sends it; while that request is out, another caller of `b` meets
     // the same dead token and sends a refresh. The call's second 401 is for a token that no
     // refresh of `b` produced: it waits for that refresh and gets its answer.
-    let fake = FakePeerTube::builder()
-        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
-        .no_rate_limit()
-        .access_token_uses(2)
-        .build();
+    let fake = fake_with_uses(2);
     let store = Arc::new(MemoryStore::new());
     let a = BlockingClient::new(transport(&fake), instance())
         .with_config(config(&fake))

@@ -5,7 +5,7 @@ use crate::asynchronous::AsyncTransport;
 use crate::driver::{ExchangeLimits, at_most};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
-use crate::resend::resendable;
+use crate::resend::{closed_before_any_answer, resendable};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -96,8 +96,7 @@ where
                 .as_ref()
                 .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.clone()))?;
             let response = match answer(client, request).await {
-                // See `resend`: closed before any answer.
-                Err(error) if error.kind() == TransportErrorKind::ConnectionClosed => match again {
+                Err(error) if closed_before_any_answer(&error) => match again {
                     Some(request) => answer(client, request).await?,
                     None => return Err(error),
                 },

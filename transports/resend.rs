@@ -4,7 +4,14 @@
 //! effect of sending it once. Once, on a new connection, within the exchange's timeout. A
 //! `POST` (a login, a refresh, a logout) is never sent twice: the server may have taken it in.
 
+use crate::error::{TransportError, TransportErrorKind};
 use http::{Method, Request};
+
+/// Whether a request whose head got no answer, failing with `error`, may go again: its
+/// connection closed (reset, aborted, ended) before any answer came.
+pub(crate) fn closed_before_any_answer(error: &TransportError) -> bool {
+    error.kind() == TransportErrorKind::ConnectionClosed
+}
 
 /// Methods whose request may be sent twice with the effect of once (RFC 9110, 9.2.2).
 pub(crate) fn is_idempotent(method: &Method) -> bool {

@@ -5,7 +5,7 @@ use crate::blocking::Transport;
 use crate::driver::ExchangeLimits;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
-use crate::resend::resendable;
+use crate::resend::{closed_before_any_answer, resendable};
 use crate::ureq_connection::LeanConnector;
 use crate::ureq_lookup::{CachingResolver, Lookup, system_lookup};
 use http::{Request, Response};
@@ -237,15 +237,9 @@ impl Transport for UreqTransport {
                 let error = transport_error(error);
                 let left = timeout.saturating_sub(started.elapsed());
                 match again {
-                    // See `resend`: closed before any answer.
-                    Some(request)
-                        if error.kind() == TransportErrorKind::ConnectionClosed
-                            && !left.is_zero() =>
-                    {
-                        agent
-                            .run(configured(request, left))
-                            .map_err(transport_error)?
-                    }
+                    Some(request) if closed_before_any_answer(&error) && !left.is_zero() => agent
+                        .run(configured(request, left))
+                        .map_err(transport_error)?,
                     _ => return Err(error),
                 }
             }
