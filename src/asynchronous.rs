@@ -34,3 +34,15 @@ pub use {bytes, http_body_util, hyper, hyper_util};
 
 #[cfg(feature = "hyper")]
 pub use crate::hyper_transport::{HttpsConnector, HyperTransport};
+#[cfg(feature = "reqwest-middleware")]
+pub use crate::reqwest_middleware::SessionMiddleware;
+#[cfg(feature = "reqwest")]
+pub use crate::reqwest_transport::ReqwestTransport;
+#[cfg(feature = "tower")]
+pub use crate::tower_layer::{
+    Authorize, AuthorizeError, AuthorizeLayer, AuthorizedBody, TryCloneBody,
+};
+#[cfg(feature = "reqwest")]
+pub use reqwest;
+#[cfg(feature = "reqwest-middleware")]
+pub use reqwest_middleware;

@@ -199,6 +199,9 @@ pub mod asynchronous;
 #[cfg(feature = "blocking-client")]
 pub mod blocking;
 
+#[cfg(any(feature = "hyper", feature = "reqwest"))]
+#[path = "../transports/classify.rs"]
+mod classify;
 #[cfg(feature = "fake")]
 #[path = "../transports/fake_server.rs"]
 mod fake_server;
@@ -214,9 +217,18 @@ mod lease_holder;
 #[cfg(feature = "redis")]
 #[path = "../transports/redis_store.rs"]
 mod redis_store;
-#[cfg(any(feature = "ureq", feature = "hyper"))]
+#[cfg(feature = "reqwest-middleware")]
+#[path = "../transports/reqwest_middleware.rs"]
+mod reqwest_middleware;
+#[cfg(feature = "reqwest")]
+#[path = "../transports/reqwest_transport.rs"]
+mod reqwest_transport;
+#[cfg(any(feature = "ureq", feature = "hyper", feature = "reqwest"))]
 #[path = "../transports/resend.rs"]
 mod resend;
+#[cfg(feature = "tower")]
+#[path = "../transports/tower_layer.rs"]
+mod tower_layer;
 #[cfg(feature = "ureq")]
 #[path = "../transports/ureq_connection.rs"]
 mod ureq_connection;

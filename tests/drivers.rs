@@ -6,7 +6,9 @@
 mod support;
 
 use http::StatusCode;
-use peertube_session::asynchronous::{AsyncClient, HttpsConnector, HyperTransport};
+#[cfg(feature = "reqwest")]
+use peertube_session::asynchronous::ReqwestTransport;
+use peertube_session::asynchronous::{AsyncClient, AsyncTransport, HttpsConnector, HyperTransport};
 use peertube_session::blocking::Config;
 use peertube_session::blocking::{BlockingClient, UreqTransport};
 use peertube_session::fake::{FakePeerTube, FakeUser, Fault, totp};
@@ -60,12 +62,12 @@ impl Driver for BlockingClient<UreqTransport> {
     }
 }
 
-struct Async {
+struct Async<T = HyperTransport<HttpsConnector>> {
     runtime: tokio::runtime::Runtime,
-    client: AsyncClient<HyperTransport<HttpsConnector>>,
+    client: AsyncClient<T>,
 }
 
-impl Driver for Async {
+impl<T: AsyncTransport> Driver for Async<T> {
     fn login(&self, credentials: &Credentials) -> Result<(), Error> {
         self.runtime.block_on(self.client.login(credentials))
     }
@@ -124,12 +126,22 @@ fn blocking(setup: &Setup, session: Session) -> BlockingClient<UreqTransport> {
 }
 
 fn asynchronous(setup: &Setup, session: Session) -> Async {
+    over(setup, session, HyperTransport::new)
+}
+
+#[cfg(feature = "reqwest")]
+fn over_reqwest(setup: &Setup, session: Session) -> Async<ReqwestTransport> {
+    over(setup, session, ReqwestTransport::new)
+}
+
+/// The async driver over the transport `make` gives (made on the driver's runtime).
+fn over<T: AsyncTransport>(setup: &Setup, session: Session, make: fn() -> T) -> Async<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let fake = setup.fake.clone();
-    let transport = runtime.block_on(async { HyperTransport::new() });
+    let transport = runtime.block_on(async { make() });
     let client = AsyncClient::from_session(transport, session).with_config(
         Config::builder()
             .timeout(TIMEOUT)

@@ -541,18 +541,34 @@ fn the_crates_transports_end_an_exchange_at_the_calls_deadline() {
         start.elapsed()
     );
 
+    async_login_is_cut_at_the_deadline(&stall, &instance, HyperTransport::new);
+    #[cfg(feature = "reqwest")]
+    async_login_is_cut_at_the_deadline(
+        &stall,
+        &instance,
+        peertube_session::asynchronous::ReqwestTransport::new,
+    );
+}
+
+/// The async client over the transport `make` gives, its login's exchanges stalled (`stall`)
+/// 700 ms each, transports allowing 5 s each and the call 1 s: the call ends at its deadline.
+fn async_login_is_cut_at_the_deadline<T: peertube_session::asynchronous::AsyncTransport>(
+    stall: &dyn Fn(),
+    instance: &Instance,
+    make: fn() -> T,
+) {
     std::thread::sleep(Duration::from_millis(800)); // let the stalled answers drain
     stall();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let transport = runtime.block_on(async { HyperTransport::new() });
+    let transport = runtime.block_on(async { make() });
     let config = Config::builder()
         .timeout(Duration::from_secs(5))
         .call_timeout(Duration::from_secs(1))
         .build();
-    let client = AsyncClient::new(transport, instance).with_config(config);
+    let client = AsyncClient::new(transport, instance.clone()).with_config(config);
     let start = Instant::now();
     let error = runtime.block_on(client.login(&alice())).unwrap_err();
     assert!(is_timeout(&error), "{error:?}");
@@ -660,6 +676,52 @@ fn a_call_refreshes_its_own_dead_token_once_then_gives_the_answer_back() {
     assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(api_calls.load(Ordering::SeqCst), 2);
     assert_eq!(fake.counters().refreshes, 1);
+}
+
+/// Churn, not a server refusing every token: the call's token dies, its refresh gives a new
+/// one, another call is answered with that one, and then it dies under this call's retry too
+/// (used up by the others). The call refreshes once more and gets its answer, where it used to
+/// be handed the 401 ("one refresh per call" is for tokens that never worked).
+#[test]
+fn a_call_whose_refreshed_token_served_others_before_dying_refreshes_again() {
+    let fake = fake();
+    let server = fake.clone();
+    let api_calls = Arc::new(AtomicUsize::new(0));
+    let (retry_out, retry_is_out) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let counted = api_calls.clone();
+    let transport = move |request: http::Request<Body>| {
+        if !is_api_call(&request) {
+            return Ok(server.handle(&request));
+        }
+        match counted.fetch_add(1, Ordering::SeqCst) {
+            // The call's first token dies.
+            0 => Ok(invalid_token()),
+            // Its retry, with the refreshed token, waits for another call to be answered
+            // with that token, then finds it used up.
+            1 => {
+                retry_out.send(()).unwrap();
+                let _ = released.lock().unwrap().recv_timeout(BOUND);
+                Ok(invalid_token())
+            }
+            _ => Ok(server.handle(&request)),
+        }
+    };
+    let client = Arc::new(BlockingClient::new(transport, instance()));
+    client.login(&alice()).unwrap();
+    let churned = {
+        let client = client.clone();
+        std::thread::spawn(move || client.send_authorized(me()))
+    };
+    retry_is_out.recv_timeout(BOUND).unwrap();
+    let other = client.send_authorized(me()).unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    release.send(()).unwrap();
+    let answer = churned.join().unwrap().unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(fake.counters().refreshes, 2);
+    assert_eq!(api_calls.load(Ordering::SeqCst), 4);
 }
 
 #[test]

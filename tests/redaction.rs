@@ -461,3 +461,95 @@ fn api_call_errors_never_print_the_bearer_token() {
         }
     }
 }
+
+/// The session's errors as the reqwest middleware and the tower layer hand them over: a refresh
+/// refused with an echo of what it sent (the client secret, the refresh token).
+#[cfg(all(feature = "reqwest-middleware", feature = "tower"))]
+#[test]
+fn middleware_and_layer_errors_never_print_an_echoed_secret() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use peertube_session::asynchronous::{AsyncClient, AuthorizeLayer, Config, SessionMiddleware};
+    use peertube_session::{Body, TransportError};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+    use tower::{Layer, ServiceExt};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut random = Random(0x5EED_0005);
+    for _ in 0..CASES / 10 {
+        let case = Arc::new(Case::new(&mut random));
+        let seed = random.next();
+        // Hands out the pair at login, then echoes any refresh's form body.
+        let server = {
+            let case = case.clone();
+            move |request: &http::Request<Body>| -> http::Response<Vec<u8>> {
+                let mut random = Random(seed);
+                let sent = String::from_utf8_lossy(request.body().as_bytes()).into_owned();
+                if request.uri().path().ends_with("/oauth-clients/local") {
+                    let pair = serde_json::json!({"client_id": "cid", "client_secret": case.client_secret});
+                    return json(200, &pair.to_string());
+                }
+                if sent.contains("grant_type=password") {
+                    let tokens = serde_json::json!({
+                        "token_type": "Bearer",
+                        "access_token": case.access,
+                        "refresh_token": case.refresh,
+                        "expires_in": 3600,
+                        "refresh_token_expires_in": 7200,
+                    });
+                    return json(200, &tokens.to_string());
+                }
+                let cut = (sent.len() / 2 + random.below(sent.len() / 2 + 1)).min(sent.len());
+                let (status, code, _) = [VARIANTS[4], VARIANTS[7], VARIANTS[9]][random.below(3)];
+                response(&mut random, status, code, &sent[..cut])
+            }
+        };
+        let later = Arc::new(AtomicU64::new(0));
+        let clock = later.clone();
+        let client = Arc::new(
+            AsyncClient::new(
+                move |request: http::Request<Body>| {
+                    let answer = server(&request);
+                    async move { Ok::<_, TransportError>(answer) }
+                },
+                Instance::new("http://127.0.0.1:9").unwrap(),
+            )
+            .with_config(
+                Config::builder()
+                    .clock(move || t0() + Duration::from_secs(clock.load(Ordering::Relaxed)))
+                    .build(),
+            ),
+        );
+        runtime
+            .block_on(client.login(&Credentials::password("alice", case.password.as_str())))
+            .unwrap();
+        // Due: each request below refreshes first, and the refresh is refused.
+        later.store(3600, Ordering::Relaxed);
+        let me = "http://127.0.0.1:9/api/v1/users/me";
+
+        let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(SessionMiddleware::new(client.clone()))
+            .build();
+        let error = runtime.block_on(http.get(me).send()).unwrap_err();
+        assert!(
+            matches!(error, reqwest_middleware::Error::Middleware(_)),
+            "{error:?}"
+        );
+        assert_clean("middleware", &format!("{error} {error:?} {error:#}"), &case);
+
+        let never_called = tower::service_fn(|_: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+        });
+        let layered = AuthorizeLayer::new(client.clone()).layer(never_called);
+        let request = http::Request::get(me).body(String::new()).unwrap();
+        let error = runtime.block_on(layered.oneshot(request)).unwrap_err();
+        assert!(error.downcast_ref::<Error>().is_some(), "{error:?}");
+        assert_clean("tower layer", &format!("{error} {error:?}"), &case);
+    }
+}

@@ -8,7 +8,7 @@
 
 mod support;
 
-use peertube_session::asynchronous::{AsyncClient, Config};
+use peertube_session::asynchronous::{AsyncClient, AsyncTransport, Config};
 use peertube_session::blocking::{BlockingClient, Relogin};
 use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::store::{MemoryStore, SessionStore, StoreError};
@@ -89,25 +89,57 @@ fn async_clients_sharing_a_store_refresh_once_and_see_a_logout() {
             .with_store(store.clone())
     };
     let (a, b) = (async_client(), async_client());
-    pollster::block_on(async {
-        a.login(&Credentials::password("alice", "alice-pw"))
-            .await
-            .unwrap();
-        // The other client takes the session from the store: no login of its own.
-        assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
-        fake.advance(Duration::from_secs(3600));
-        a.ensure_fresh().await.unwrap();
-        // The pair a refreshed is b's too: no second refresh, and b's old token is never sent.
-        let token = b.access_token().await.unwrap();
-        assert_eq!(
-            Some(&token),
-            a.with_session(|s| s.access_token().cloned()).as_ref()
-        );
-        assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
-        b.logout().await.unwrap();
-        assert_eq!(a.access_token().await.unwrap_err(), Error::LoggedOut);
-        assert_eq!(a.send_authorized(me()).await.unwrap_err(), Error::LoggedOut);
-    });
+    pollster::block_on(share_refresh_and_logout(&fake, &a, &b));
+    // Saves: login, refresh, logout.
+    assert_eq!(pollster::block_on(store.version(far())).unwrap().0, 3);
+}
+
+#[cfg(feature = "reqwest")]
+#[test]
+fn async_clients_over_reqwest_sharing_a_store_refresh_once_and_see_a_logout() {
+    use peertube_session::asynchronous::ReqwestTransport;
+    let fake = fake();
+    let server = fake.serve().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_client = || {
+        let transport = runtime.block_on(async { ReqwestTransport::new() });
+        AsyncClient::new(transport, Instance::new(&server.base_url()).unwrap())
+            .with_config(config(&fake))
+            .with_store(store.clone())
+    };
+    let (a, b) = (async_client(), async_client());
+    runtime.block_on(share_refresh_and_logout(&fake, &a, &b));
+    assert_eq!(pollster::block_on(store.version(far())).unwrap().0, 3);
+}
+
+/// Two clients of one store: `b` takes `a`'s login and refresh from the store, `a` sees `b`'s
+/// logout; one login and one refresh reach the server.
+async fn share_refresh_and_logout<T: AsyncTransport>(
+    fake: &FakePeerTube,
+    a: &AsyncClient<T, Arc<MemoryStore>>,
+    b: &AsyncClient<T, Arc<MemoryStore>>,
+) {
+    a.login(&Credentials::password("alice", "alice-pw"))
+        .await
+        .unwrap();
+    // The other client takes the session from the store: no login of its own.
+    assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
+    fake.advance(Duration::from_secs(3600));
+    a.ensure_fresh().await.unwrap();
+    // The pair a refreshed is b's too: no second refresh, and b's old token is never sent.
+    let token = b.access_token().await.unwrap();
+    assert_eq!(
+        Some(&token),
+        a.with_session(|s| s.access_token().cloned()).as_ref()
+    );
+    assert_eq!(b.send_authorized(me()).await.unwrap().status(), 200);
+    b.logout().await.unwrap();
+    assert_eq!(a.access_token().await.unwrap_err(), Error::LoggedOut);
+    assert_eq!(a.send_authorized(me()).await.unwrap_err(), Error::LoggedOut);
     let counters = fake.counters();
     assert_eq!(
         (counters.logins, counters.refreshes),
@@ -115,8 +147,6 @@ fn async_clients_sharing_a_store_refresh_once_and_see_a_logout() {
         "{counters:?}"
     );
     assert_eq!(counters.live_sessions, 0);
-    // Saves: login, refresh, logout.
-    assert_eq!(pollster::block_on(store.version(far())).unwrap().0, 3);
 }
 
 #[test]

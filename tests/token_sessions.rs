@@ -9,7 +9,9 @@ mod support;
 
 use http::HeaderValue;
 use peertube_session::api::{Endpoint, ListTokenSessions, Me, TokenSession, UserRole};
-use peertube_session::asynchronous::{AsyncClient, HttpsConnector, HyperTransport};
+#[cfg(feature = "reqwest")]
+use peertube_session::asynchronous::ReqwestTransport;
+use peertube_session::asynchronous::{AsyncClient, AsyncTransport, HttpsConnector, HyperTransport};
 use peertube_session::blocking::{
     BlockingClient, Config, DEFAULT_USER_AGENT, OtherSessionsEnded, SessionRevoked, UreqTransport,
 };
@@ -63,12 +65,12 @@ impl Driver for Blocking {
     }
 }
 
-struct Async {
+struct Async<T = HyperTransport<HttpsConnector>> {
     runtime: tokio::runtime::Runtime,
-    client: AsyncClient<HyperTransport<HttpsConnector>, Arc<MemoryStore>>,
+    client: AsyncClient<T, Arc<MemoryStore>>,
 }
 
-impl Driver for Async {
+impl<T: AsyncTransport> Driver for Async<T> {
     fn login(&self, credentials: &Credentials) -> Result<(), Error> {
         self.runtime.block_on(self.client.login(credentials))
     }
@@ -118,11 +120,30 @@ fn blocking(setup: &Setup, agent: Option<&'static str>, store: Arc<MemoryStore>)
 }
 
 fn asynchronous(setup: &Setup, agent: Option<&'static str>, store: Arc<MemoryStore>) -> Async {
+    over(setup, agent, store, HyperTransport::new)
+}
+
+#[cfg(feature = "reqwest")]
+fn over_reqwest(
+    setup: &Setup,
+    agent: Option<&'static str>,
+    store: Arc<MemoryStore>,
+) -> Async<ReqwestTransport> {
+    over(setup, agent, store, ReqwestTransport::new)
+}
+
+/// The async driver over the transport `make` gives (made on the driver's runtime).
+fn over<T: AsyncTransport>(
+    setup: &Setup,
+    agent: Option<&'static str>,
+    store: Arc<MemoryStore>,
+    make: fn() -> T,
+) -> Async<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let transport = runtime.block_on(async { HyperTransport::new() });
+    let transport = runtime.block_on(async { make() });
     let client = AsyncClient::new(transport, setup.instance())
         .with_store(store)
         .with_config(setup.config(agent));

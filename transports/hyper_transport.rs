@@ -2,17 +2,17 @@
 //! status, no redirects (hyper follows none), a timeout and a body cap.
 
 use crate::asynchronous::AsyncTransport;
+use crate::classify::classify;
 use crate::driver::{ExchangeLimits, at_most};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
 use crate::resend::{closed_before_any_answer, resendable};
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
-use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -175,74 +175,4 @@ impl Informational {
         })
         .await
     }
-}
-
-/// Reads the kind of failure off the error and its causes.
-fn classify(error: Box<dyn StdError + Send + Sync>) -> TransportError {
-    let mut kind = TransportErrorKind::Other;
-    let mut cause: Option<&(dyn StdError + 'static)> = Some(error.as_ref());
-    while let Some(current) = cause {
-        if current.is::<LengthLimitError>() {
-            kind = TransportErrorKind::BodyTooLarge;
-            break;
-        }
-        if current.is::<rustls::Error>() {
-            kind = TransportErrorKind::Tls;
-            break;
-        }
-        if let Some(hyper) = current.downcast_ref::<hyper::Error>() {
-            if hyper.is_parse() || hyper.is_parse_status() {
-                kind = TransportErrorKind::Protocol;
-                break;
-            }
-            if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
-                kind = TransportErrorKind::ConnectionClosed;
-                break;
-            }
-        }
-        if let Some(legacy) = current.downcast_ref::<hyper_util::client::legacy::Error>()
-            && legacy.is_connect()
-        {
-            kind = TransportErrorKind::Connect;
-        }
-        if let Some(io) = current.downcast_ref::<io::Error>() {
-            // `io::Error::source` skips the error it wraps, so a TLS
-            // failure inside one is only found through `get_ref`.
-            if wraps_tls_error(io) {
-                kind = TransportErrorKind::Tls;
-                break;
-            }
-            match io.kind() {
-                io::ErrorKind::UnexpectedEof
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::BrokenPipe => {
-                    kind = TransportErrorKind::ConnectionClosed;
-                    break;
-                }
-                io::ErrorKind::TimedOut => {
-                    kind = TransportErrorKind::Timeout;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        cause = current.source();
-    }
-    TransportError::new(kind, error)
-}
-
-/// Whether a rustls error sits inside `io`, possibly under further
-/// `io::Error` layers (hyper-util wraps tokio-rustls's error once more).
-fn wraps_tls_error(io: &io::Error) -> bool {
-    let mut inner = io.get_ref();
-    // Bounded: each step unwraps one layer of a finite error value.
-    while let Some(current) = inner {
-        if current.is::<rustls::Error>() {
-            return true;
-        }
-        inner = current
-            .downcast_ref::<io::Error>()
-            .and_then(io::Error::get_ref);
-    }
-    false
 }

@@ -3,6 +3,8 @@
 //! runtime: the only waiting it does is for another caller's refresh.
 
 mod account;
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+pub(crate) mod downstream;
 mod lease;
 mod logins;
 mod sharing;
@@ -531,47 +533,47 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         body_limit: usize,
     ) -> Result<Sent, Error> {
         let request = self.resolved(request)?;
-        // How many refreshes this client had sent when the token that last died (ours) was
-        // put on the request.
-        let mut died_at: Option<u64> = None;
-        let mut sends = 0;
+        let mut sends = Sends::default();
         loop {
-            sends += 1;
             let sent = self
                 .send_with_token(request.clone(), deadline, body_limit)
                 .await?;
-            let (ticket, response) = (&sent.ticket, &sent.response);
-            let now = self.now();
-            // `Some(whether the dead token was still ours)` when the token on it was dead.
-            let dead = {
-                let mut session = self.session();
-                session.learn_clock(response, now);
-                session
-                    .observe(ticket, response)
-                    .then(|| session.is_current(ticket))
-            };
-            let refreshed = sent.refreshes_before;
-            if dead.is_some() {
-                trace::event!(
-                    debug,
-                    sends,
-                    still_current = dead == Some(true),
-                    "401 invalid_token: the token on the request was dead"
-                );
-            }
-            match dead {
-                None => return Ok(sent),
-                Some(_) if sends == MAX_SENDS => return Ok(sent),
-                // Our own token died again, and it was put on after a refresh of ours that
-                // followed the first death: give the answer back (one refresh per call). A
-                // token another process refreshed and this one took from the store does not
-                // count (it may simply have been used up), nor does a refresh of ours sent
-                // while this request was already out with such a token.
-                Some(true) if died_at.is_some_and(|before| refreshed > before) => return Ok(sent),
-                Some(true) => died_at = Some(refreshed),
-                Some(false) => {}
+            let dead = self.observed(&sent.ticket, &sent.response);
+            if !sends.again(dead, sent.refreshes_before) {
+                return Ok(sent);
             }
         }
+    }
+
+    /// Learns from the answer to an authorized request: how the token on it was dead (401
+    /// `invalid_token`), if it was.
+    fn observed<B: AsRef<[u8]>>(
+        &self,
+        ticket: &Authorized,
+        response: &Response<B>,
+    ) -> Option<Dead> {
+        let now = self.now();
+        let dead = {
+            let mut session = self.session();
+            session.learn_clock(response, now);
+            session.observe(ticket, response).then(|| {
+                if session.is_current(ticket) {
+                    Dead::Ours {
+                        proven: session.access_proven(),
+                    }
+                } else {
+                    Dead::Replaced
+                }
+            })
+        };
+        if dead.is_some() {
+            trace::event!(
+                debug,
+                still_current = dead != Some(Dead::Replaced),
+                "401 invalid_token: the token on the request was dead"
+            );
+        }
+        dead
     }
 
     /// Before any answer told this process the server's time, a pair that looks due or
@@ -623,31 +625,10 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         deadline: CallDeadline,
         body_limit: usize,
     ) -> Result<Sent, Error> {
-        let mut expired_on_arrival = 0;
-        let ticket = loop {
-            self.ensure_fresh_within(deadline).await?;
-            let now = self.now();
-            let (authorized, refused) = {
-                let session = self.session();
-                let authorized = session.authorize(&mut request, now);
-                (authorized, session.access_rejected())
-            };
-            match authorized {
-                // Another caller saw a 401 for the token, or a refusal of its refresh token
-                // emptied the session, between the freshness check and here: wait for what that
-                // caller does, within the deadline (each turn waits for a refresh or ends).
-                Err(Error::AccessTokenExpired) if refused => continue,
-                Err(Error::InvalidState { .. }) => continue,
-                // Expired by the clock the moment it arrived: a server handing out such tokens
-                // must not keep a caller refreshing.
-                Err(Error::AccessTokenExpired) if expired_on_arrival + 1 < MAX_AUTHORIZE_TRIES => {
-                    expired_on_arrival += 1;
-                    continue;
-                }
-                other => break other?,
-            }
-        };
-        let refreshes_before = self.refreshes_sent.load(Ordering::Acquire);
+        let target = request.uri().clone();
+        let (ticket, refreshes_before) = self
+            .authorize_within(&target, request.headers_mut(), deadline)
+            .await?;
         // A reference count, not a copy of the token: every call pays for it.
         let bearer = request.headers().get(http::header::AUTHORIZATION).cloned();
         self.stamp_capped(&mut request, deadline, body_limit)?;
@@ -665,6 +646,41 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             response,
             refreshes_before,
         })
+    }
+
+    /// Puts a fresh token in `headers` of a request for `target`, refreshing first when due.
+    /// Returns the token's ticket and how many refreshes this client had sent by then.
+    pub(crate) async fn authorize_within(
+        &self,
+        target: &http::Uri,
+        headers: &mut http::HeaderMap,
+        deadline: CallDeadline,
+    ) -> Result<(Authorized, u64), Error> {
+        let mut expired_on_arrival = 0;
+        let ticket = loop {
+            self.ensure_fresh_within(deadline).await?;
+            let now = self.now();
+            let (authorized, refused) = {
+                let session = self.session();
+                let authorized = session.authorize_parts(target, headers, now);
+                (authorized, session.access_rejected())
+            };
+            match authorized {
+                // Another caller saw a 401 for the token, or a refusal of its refresh token
+                // emptied the session, between the freshness check and here: wait for what that
+                // caller does, within the deadline (each turn waits for a refresh or ends).
+                Err(Error::AccessTokenExpired) if refused => continue,
+                Err(Error::InvalidState { .. }) => continue,
+                // Expired by the clock the moment it arrived: a server handing out such tokens
+                // must not keep a caller refreshing.
+                Err(Error::AccessTokenExpired) if expired_on_arrival + 1 < MAX_AUTHORIZE_TRIES => {
+                    expired_on_arrival += 1;
+                    continue;
+                }
+                other => break other?,
+            }
+        };
+        Ok((ticket, self.refreshes_sent.load(Ordering::Acquire)))
     }
 
     pub(crate) async fn logout_within(
@@ -839,6 +855,60 @@ impl Sent {
     pub(crate) fn token(&self) -> Option<&str> {
         let value = self.bearer.as_ref()?.to_str().ok()?;
         value.strip_prefix("Bearer ")
+    }
+}
+
+/// How the token on a request was dead (401 `invalid_token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dead {
+    /// Another caller's refresh had already replaced it.
+    Replaced,
+    /// It was still the session's; `proven`: other requests had been answered with it.
+    Ours { proven: bool },
+}
+
+/// How one call's sends go on after each answer (see [`MAX_SENDS`]).
+#[derive(Default)]
+pub(crate) struct Sends {
+    sent: usize,
+    /// How many refreshes this client had sent when the token that last died (ours) was put
+    /// on the request.
+    died_at: Option<u64>,
+}
+
+impl Sends {
+    /// Whether the request goes once more after an answer: `dead` as
+    /// [`AsyncClient::observed`] says, `refreshes_before` as [`Sent`] has it.
+    pub(crate) fn again(&mut self, dead: Option<Dead>, refreshes_before: u64) -> bool {
+        self.sent += 1;
+        match dead {
+            None => false,
+            Some(_) if self.sent == MAX_SENDS => false,
+            // Our own token died again, it was put on after a refresh of ours that followed
+            // the first death, and no request was ever answered with it: the server may be
+            // refusing every new token, so give the answer back (one refresh per call). A
+            // token that served other requests first was used up or revoked like any other
+            // (churn), one another process refreshed and this one took from the store does not
+            // count, nor does a refresh of ours sent while this request was already out with
+            // such a token.
+            Some(Dead::Ours { proven: false })
+                if self.died_at.is_some_and(|before| refreshes_before > before) =>
+            {
+                false
+            }
+            Some(Dead::Ours { .. }) => {
+                self.died_at = Some(refreshes_before);
+                true
+            }
+            Some(Dead::Replaced) => true,
+        }
+    }
+
+    /// Whether one more send could follow the next one (so a copy of the request is worth
+    /// keeping).
+    #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+    pub(crate) fn may_follow(&self) -> bool {
+        self.sent + 1 < MAX_SENDS
     }
 }
 

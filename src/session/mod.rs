@@ -417,8 +417,21 @@ impl Session {
         request: &mut Request<B>,
         now: SystemTime,
     ) -> Result<Authorized, Error> {
+        // A few reference counts: the target is checked while the headers change.
+        let target = request.uri().clone();
+        self.authorize_parts(&target, request.headers_mut(), now)
+    }
+
+    /// [`authorize`](Self::authorize) for a request of any HTTP stack: its target and its
+    /// headers.
+    pub(crate) fn authorize_parts(
+        &self,
+        target: &http::Uri,
+        headers: &mut http::HeaderMap,
+        now: SystemTime,
+    ) -> Result<Authorized, Error> {
         self.expect(Operation::Authorize, |s| s == State::LoggedIn)?;
-        if !self.instance.contains(request.uri()) {
+        if !self.instance.contains(target) {
             return Err(Error::ForeignOrigin);
         }
         if self.access_expired(now) {
@@ -428,7 +441,7 @@ impl Session {
             .access_token()
             .ok_or_else(|| self.invalid_state(Operation::Authorize))?;
         let value = request::bearer_header_value(access)?;
-        request.headers_mut().insert(AUTHORIZATION, value);
+        headers.insert(AUTHORIZATION, value);
         Ok(Authorized {
             ticket: self.ticket(),
         })
@@ -443,7 +456,11 @@ impl Session {
         authorized: &Authorized,
         response: &Response<B>,
     ) -> bool {
+        let current = authorized.ticket == self.ticket();
         if response.status() != StatusCode::UNAUTHORIZED {
+            if current && let Some(tokens) = &mut self.tokens {
+                tokens.access_proven = true;
+            }
             return false;
         }
         let dead = self
@@ -452,12 +469,19 @@ impl Session {
             .code()
             == Some(&ErrorCode::InvalidToken);
         if dead
-            && authorized.ticket == self.ticket()
+            && current
             && let Some(tokens) = &mut self.tokens
         {
             tokens.access_rejected = true;
         }
         dead
+    }
+
+    /// Whether the session's access token was ever answered with something other than a 401
+    /// (as [`observe`](Self::observe) saw): a token that worked and then died was used up or
+    /// revoked, one that never worked may be refused by a server that refuses them all.
+    pub(crate) fn access_proven(&self) -> bool {
+        self.tokens.as_ref().is_some_and(|t| t.access_proven)
     }
 
     /// Tells the session that the server ended its token session by another route than

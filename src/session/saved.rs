@@ -173,5 +173,6 @@ fn restore_tokens(saved: SavedTokens) -> Result<Tokens, Error> {
         access_expires_at: saved.access_expires_at,
         refresh_expires_at: saved.refresh_expires_at,
         access_rejected: saved.access_rejected,
+        access_proven: false,
     })
 }

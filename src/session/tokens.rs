@@ -16,6 +16,9 @@ pub(crate) struct Tokens {
     pub(crate) refresh_expires_at: Option<u64>,
     /// The server said the access token is dead (401 `invalid_token`).
     pub(crate) access_rejected: bool,
+    /// The server answered a request carrying the access token with something other than a
+    /// 401: it worked, at least once (kept in memory only).
+    pub(crate) access_proven: bool,
     /// Which login the pair descends from, and how many refreshes since.
     pub(crate) lineage: Lineage,
 }
@@ -39,6 +42,7 @@ impl Tokens {
             refresh: answer.refresh_token,
             issued_at: now,
             access_rejected: false,
+            access_proven: false,
         }
     }
 

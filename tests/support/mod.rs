@@ -108,6 +108,10 @@ macro_rules! with_both_drivers {
         mod with_hyper {
             $(#[test] fn $scenario() { super::$scenario(super::asynchronous); })*
         }
+        #[cfg(feature = "reqwest")]
+        mod with_reqwest {
+            $(#[test] fn $scenario() { super::$scenario(super::over_reqwest); })*
+        }
     };
 }
 

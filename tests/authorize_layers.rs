@@ -1,0 +1,641 @@
+//! The session on the user's own HTTP stack: the reqwest middleware (`SessionMiddleware` in a
+//! `ClientWithMiddleware`) and the tower layer (`AuthorizeLayer` around hyper-util's client)
+//! pass the same scenarios against the fake PeerTube on loopback; two processes share a file
+//! store through the middleware. Every loop is bounded in count, every wait in time.
+#![cfg(all(
+    feature = "reqwest-middleware",
+    feature = "tower",
+    feature = "hyper",
+    feature = "file-store",
+    feature = "fake"
+))]
+
+mod support;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use peertube_session::asynchronous::{
+    AsyncClient, Authorize, AuthorizeLayer, Config, HttpsConnector, HyperTransport,
+    ReqwestTransport, SessionMiddleware,
+};
+use peertube_session::fake::{FakePeerTube, FakeUser};
+use peertube_session::store::MemoryStore;
+use peertube_session::{Credentials, Error};
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::Served;
+use tower::{Layer, Service, ServiceExt};
+
+/// What one request through a stack came to.
+enum Got {
+    /// An answer, with its status and body.
+    Answer(StatusCode, Vec<u8>),
+    /// The session's error, found inside the stack's.
+    Session(Error),
+    /// Any other error of the stack, as text.
+    Other(String),
+}
+
+impl Got {
+    fn status(&self) -> Option<StatusCode> {
+        match self {
+            Got::Answer(status, _) => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Got {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Got::Answer(status, body) => write!(f, "{status} {}", String::from_utf8_lossy(body)),
+            Got::Session(error) => write!(f, "session error {error:?}"),
+            Got::Other(text) => write!(f, "stack error {text}"),
+        }
+    }
+}
+
+type Pending<'a> = Pin<Box<dyn Future<Output = Got> + Send + 'a>>;
+
+/// One user's HTTP stack with the session on it, seen the same way for both.
+trait Stack: Send + Sync + 'static {
+    /// A stack over the fake, its session sharing `store`.
+    fn new(served: &Served, store: Arc<MemoryStore>) -> Self;
+    /// The session's client.
+    fn login(&self) -> Pending<'_>;
+    /// `GET url`, with `authorization` as the request's own header when given.
+    fn get(&self, url: String, authorization: Option<&'static str>) -> Pending<'_>;
+    /// `GET url` with a body that streams, so cannot be sent twice.
+    fn get_streaming(&self, url: String) -> Pending<'_>;
+}
+
+fn config(fake: &FakePeerTube) -> Config {
+    let clock = fake.clone();
+    Config::builder()
+        .timeout(Duration::from_secs(5))
+        .clock(move || clock.now())
+        .build()
+}
+
+fn alice() -> Credentials {
+    Credentials::password("alice", "alice-pw")
+}
+
+/// The reqwest middleware in a client that follows redirects (reqwest's default), as a user's
+/// client does.
+struct Middleware {
+    session: Arc<AsyncClient<ReqwestTransport, Arc<MemoryStore>>>,
+    http: reqwest_middleware::ClientWithMiddleware,
+}
+
+/// What a reqwest-middleware call came to.
+async fn got_from_reqwest(sent: reqwest_middleware::Result<reqwest::Response>) -> Got {
+    match sent {
+        Ok(response) => {
+            let status = response.status();
+            match response.bytes().await {
+                Ok(body) => Got::Answer(status, body.to_vec()),
+                Err(error) => Got::Other(error.to_string()),
+            }
+        }
+        Err(reqwest_middleware::Error::Middleware(error)) => match error.downcast::<Error>() {
+            Ok(ours) => Got::Session(ours),
+            Err(other) => Got::Other(other.to_string()),
+        },
+        Err(other) => Got::Other(other.to_string()),
+    }
+}
+
+impl Stack for Middleware {
+    fn new(served: &Served, store: Arc<MemoryStore>) -> Self {
+        let session = Arc::new(
+            AsyncClient::new(ReqwestTransport::new(), served.instance())
+                .with_config(config(&served.fake))
+                .with_store(store),
+        );
+        // The crate builds reqwest without a TLS provider of its own choosing (its transport
+        // names ring); a user's client takes the process's, as an application would set it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+        let http = reqwest_middleware::ClientBuilder::new(plain)
+            .with(SessionMiddleware::new(session.clone()))
+            .build();
+        Middleware { session, http }
+    }
+
+    fn login(&self) -> Pending<'_> {
+        Box::pin(async move {
+            match self.session.login(&alice()).await {
+                Ok(()) => Got::Answer(StatusCode::OK, Vec::new()),
+                Err(error) => Got::Session(error),
+            }
+        })
+    }
+
+    fn get(&self, url: String, authorization: Option<&'static str>) -> Pending<'_> {
+        Box::pin(async move {
+            let mut request = self.http.get(url);
+            if let Some(value) = authorization {
+                request = request.header(http::header::AUTHORIZATION, value);
+            }
+            got_from_reqwest(request.send().await).await
+        })
+    }
+
+    fn get_streaming(&self, url: String) -> Pending<'_> {
+        Box::pin(async move {
+            let body = reqwest::Body::wrap(Full::new(Bytes::from_static(b"streamed")));
+            got_from_reqwest(self.http.get(url).body(body).send().await).await
+        })
+    }
+}
+
+type Session = Arc<AsyncClient<HyperTransport<HttpsConnector>, Arc<MemoryStore>>>;
+type Bodied<B> =
+    Authorize<HyperClient<HttpConnector, B>, HyperTransport<HttpsConnector>, Arc<MemoryStore>>;
+type Streaming = BoxBody<Bytes, std::convert::Infallible>;
+
+/// The tower layer around hyper-util's client (which follows no redirect): one client for
+/// bodies held in memory, one for streaming bodies.
+struct Tower {
+    session: Session,
+    held: Bodied<Full<Bytes>>,
+    streaming: Bodied<Streaming>,
+}
+
+/// What a call through the layer came to.
+async fn got_from_tower<B>(service: &Bodied<B>, request: http::Request<B>) -> Got
+where
+    Bodied<B>: Service<
+            http::Request<B>,
+            Response = http::Response<
+                peertube_session::asynchronous::AuthorizedBody<hyper::body::Incoming>,
+            >,
+            Error = peertube_session::asynchronous::AuthorizeError,
+        > + Clone,
+{
+    match service.clone().oneshot(request).await {
+        Ok(response) => {
+            let status = response.status();
+            match response.into_body().collect().await {
+                Ok(body) => Got::Answer(status, body.to_bytes().to_vec()),
+                Err(error) => Got::Other(error.to_string()),
+            }
+        }
+        Err(error) => match error.downcast::<Error>() {
+            Ok(ours) => Got::Session(*ours),
+            Err(other) => Got::Other(other.to_string()),
+        },
+    }
+}
+
+impl Stack for Tower {
+    fn new(served: &Served, store: Arc<MemoryStore>) -> Self {
+        let session = Arc::new(
+            AsyncClient::new(HyperTransport::new(), served.instance())
+                .with_config(config(&served.fake))
+                .with_store(store),
+        );
+        let layer = AuthorizeLayer::new(session.clone());
+        let held =
+            layer.layer(HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new()));
+        let streaming =
+            layer.layer(HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new()));
+        Tower {
+            session,
+            held,
+            streaming,
+        }
+    }
+
+    fn login(&self) -> Pending<'_> {
+        Box::pin(async move {
+            match self.session.login(&alice()).await {
+                Ok(()) => Got::Answer(StatusCode::OK, Vec::new()),
+                Err(error) => Got::Session(error),
+            }
+        })
+    }
+
+    fn get(&self, url: String, authorization: Option<&'static str>) -> Pending<'_> {
+        Box::pin(async move {
+            let mut request = http::Request::get(url);
+            if let Some(value) = authorization {
+                request = request.header(http::header::AUTHORIZATION, value);
+            }
+            got_from_tower(&self.held, request.body(Full::default()).unwrap()).await
+        })
+    }
+
+    fn get_streaming(&self, url: String) -> Pending<'_> {
+        Box::pin(async move {
+            let body = Full::new(Bytes::from_static(b"streamed")).boxed();
+            let request = http::Request::get(url).body(body).unwrap();
+            got_from_tower(&self.streaming, request).await
+        })
+    }
+}
+
+/// A multi-threaded runtime (two workers, as this machine has two cores).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn fake_builder() -> peertube_session::fake::FakeBuilder {
+    FakePeerTube::builder()
+        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
+        .no_rate_limit()
+        .token_lifetimes(Duration::from_secs(3600), Duration::from_secs(7200))
+}
+
+/// A stack of kind `K` over a new fake (made by `fake`), logged in, on `runtime`.
+fn logged_in<K: Stack>(
+    runtime: &tokio::runtime::Runtime,
+    fake: FakePeerTube,
+) -> (Served, Arc<K>, Arc<MemoryStore>) {
+    let served = Served::new(fake);
+    let store = Arc::new(MemoryStore::new());
+    let stack = Arc::new(runtime.block_on(async { K::new(&served, store.clone()) }));
+    let login = runtime.block_on(stack.login());
+    assert_eq!(login.status(), Some(StatusCode::OK), "{login:?}");
+    (served, stack, store)
+}
+
+fn me(served: &Served) -> String {
+    format!("{}/api/v1/users/me", served.server.base_url())
+}
+
+/// A server on 127.0.0.1 for another origin: answers every request `200 {}` and keeps each
+/// request's head, for at most 16 connections.
+fn other_origin() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).to_lowercase());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        }
+    });
+    (format!("http://{address}"), heads)
+}
+
+// ----- the scenarios, written once for both stacks -----
+
+fn the_token_goes_only_to_the_instance<K: Stack>() {
+    let runtime = runtime();
+    let (served, stack, _) = logged_in::<K>(&runtime, fake_builder().build());
+    let (other, heads) = other_origin();
+    let answer = runtime.block_on(stack.get(format!("{other}/api/v1/users/me"), None));
+    assert_eq!(answer.status(), Some(StatusCode::OK), "{answer:?}");
+    // The instance sends the request on to the other origin: a client that follows it must
+    // not take the bearer along (hyper-util's does not follow; reqwest's drops it).
+    let location = format!("{other}/api/v1/users/me");
+    served.fake.respond_once(
+        Some("/api/v1/users/me"),
+        StatusCode::FOUND,
+        &[("location", location.as_str())],
+        Vec::new(),
+    );
+    let answer = runtime.block_on(stack.get(me(&served), None));
+    assert!(
+        matches!(answer.status(), Some(StatusCode::OK | StatusCode::FOUND)),
+        "{answer:?}"
+    );
+    let heads = heads.lock().unwrap();
+    assert!(!heads.is_empty());
+    for head in heads.iter() {
+        assert!(!head.contains("authorization"), "{head}");
+    }
+    // The instance got the bearer: its answer to a request with it is 200.
+    let answer = runtime.block_on(stack.get(me(&served), None));
+    assert_eq!(answer.status(), Some(StatusCode::OK), "{answer:?}");
+}
+
+fn a_due_token_is_refreshed_before_the_request<K: Stack>() {
+    let runtime = runtime();
+    let (served, stack, _) = logged_in::<K>(&runtime, fake_builder().build());
+    served.fake.advance(Duration::from_secs(3601));
+    let answer = runtime.block_on(stack.get(me(&served), None));
+    assert_eq!(answer.status(), Some(StatusCode::OK), "{answer:?}");
+    let counters = served.fake.counters();
+    assert_eq!(
+        (
+            counters.refreshes,
+            counters.me_requests,
+            counters.refused_tokens
+        ),
+        (1, 1, 0),
+        "refreshed first, sent once: {counters:?}"
+    );
+}
+
+fn a_token_killed_on_the_server_is_refreshed_and_the_request_sent_again<K: Stack>() {
+    let runtime = runtime();
+    let (served, stack, _) = logged_in::<K>(&runtime, fake_builder().access_token_uses(3).build());
+    for call in 0..5 {
+        let answer = runtime.block_on(stack.get(me(&served), None));
+        assert_eq!(
+            answer.status(),
+            Some(StatusCode::OK),
+            "call {call}: {answer:?}"
+        );
+    }
+    let counters = served.fake.counters();
+    assert_eq!(
+        (
+            counters.refreshes,
+            counters.refused_tokens,
+            counters.me_requests
+        ),
+        (1, 1, 6),
+        "{counters:?}"
+    );
+}
+
+/// Each token serves more calls than are ever in flight (a token serving fewer cannot carry
+/// every waiting request through: some would meet three dead tokens in a row).
+fn sixty_four_concurrent_requests_while_the_token_dies_every_hundred_calls<K: Stack>() {
+    const TASKS: usize = 64;
+    const CALLS: usize = 20;
+    const USES: u64 = 100;
+    let runtime = runtime();
+    let (served, stack, _) =
+        logged_in::<K>(&runtime, fake_builder().access_token_uses(USES).build());
+    let url = me(&served);
+    let outcomes = runtime.block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let (stack, url) = (stack.clone(), url.clone());
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    for _ in 0..CALLS {
+                        got.push(stack.get(url.clone(), None).await);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            let done = tokio::time::timeout(Duration::from_secs(60), task).await;
+            outcomes.extend(done.expect("in time").expect("no panic"));
+        }
+        outcomes
+    });
+    let wrong: Vec<_> = outcomes
+        .iter()
+        .filter(|got| got.status() != Some(StatusCode::OK))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {}: {wrong:?}",
+        wrong.len(),
+        outcomes.len()
+    );
+    let counters = served.fake.counters();
+    assert_eq!(counters.invalid_grants, 0, "{counters:?}");
+    assert_eq!(counters.max_refreshes_per_token(), 1, "{counters:?}");
+    assert_eq!(
+        counters.refreshes, counters.worn_out_tokens,
+        "one refresh per token worn out: {counters:?}"
+    );
+    assert!(
+        counters.refreshes >= (TASKS * CALLS) as u64 / USES - 1,
+        "{counters:?}"
+    );
+}
+
+fn a_request_with_its_own_authorization_is_left_alone<K: Stack>() {
+    let runtime = runtime();
+    let (served, stack, _) = logged_in::<K>(&runtime, fake_builder().build());
+    let answer = runtime.block_on(stack.get(me(&served), Some("Bearer not-ours")));
+    assert_eq!(
+        answer.status(),
+        Some(StatusCode::UNAUTHORIZED),
+        "{answer:?}"
+    );
+    let counters = served.fake.counters();
+    assert_eq!(
+        (counters.me_requests, counters.refreshes),
+        (1, 0),
+        "sent once, as it was, and our session untouched: {counters:?}"
+    );
+}
+
+fn a_logout_elsewhere_is_a_typed_error_not_a_401_loop<K: Stack>() {
+    let runtime = runtime();
+    let (served, stack, store) = logged_in::<K>(&runtime, fake_builder().build());
+    let elsewhere = AsyncClient::new(
+        |request: http::Request<peertube_session::Body>| {
+            let fake = served.fake.clone();
+            async move { Ok(fake.handle(&request)) }
+        },
+        served.instance(),
+    )
+    .with_config(config(&served.fake))
+    .with_store(store);
+    runtime.block_on(elsewhere.logout()).unwrap();
+    let before = served.fake.counters().me_requests;
+    let answer = runtime.block_on(stack.get(me(&served), None));
+    assert!(
+        matches!(answer, Got::Session(Error::LoggedOut)),
+        "{answer:?}"
+    );
+    assert_eq!(served.fake.counters().me_requests, before, "nothing sent");
+}
+
+fn a_body_that_cannot_be_copied_gets_its_401_back_and_the_next_request_is_fresh<K: Stack>() {
+    let runtime = runtime();
+    let (served, stack, _) = logged_in::<K>(&runtime, fake_builder().access_token_uses(1).build());
+    let first = runtime.block_on(stack.get_streaming(me(&served)));
+    assert_eq!(first.status(), Some(StatusCode::OK), "{first:?}");
+    // The token is worn out: the answer comes back as the server gave it, body and all.
+    let second = runtime.block_on(stack.get_streaming(me(&served)));
+    match &second {
+        Got::Answer(StatusCode::UNAUTHORIZED, body) => {
+            assert!(
+                String::from_utf8_lossy(body).contains("invalid_token"),
+                "{second:?}"
+            )
+        }
+        other => panic!("expected the 401 back: {other:?}"),
+    }
+    // ... and the session was refreshed for the next request, which goes once.
+    assert_eq!(served.fake.counters().refreshes, 1);
+    let third = runtime.block_on(stack.get_streaming(me(&served)));
+    assert_eq!(third.status(), Some(StatusCode::OK), "{third:?}");
+    let counters = served.fake.counters();
+    assert_eq!(
+        (counters.refreshes, counters.me_requests),
+        (1, 3),
+        "{counters:?}"
+    );
+}
+
+macro_rules! with_both_stacks {
+    ($($scenario:ident),* $(,)?) => {
+        mod reqwest_middleware_stack {
+            $(#[test] fn $scenario() { super::$scenario::<super::Middleware>(); })*
+        }
+        mod tower_stack {
+            $(#[test] fn $scenario() { super::$scenario::<super::Tower>(); })*
+        }
+    };
+}
+
+with_both_stacks!(
+    the_token_goes_only_to_the_instance,
+    a_due_token_is_refreshed_before_the_request,
+    a_token_killed_on_the_server_is_refreshed_and_the_request_sent_again,
+    sixty_four_concurrent_requests_while_the_token_dies_every_hundred_calls,
+    a_request_with_its_own_authorization_is_left_alone,
+    a_logout_elsewhere_is_a_typed_error_not_a_401_loop,
+    a_body_that_cannot_be_copied_gets_its_401_back_and_the_next_request_is_fresh,
+);
+
+// ----- two processes sharing a file store through the middleware -----
+
+/// Set in a worker process: `base URL|store path`.
+const WORKER: &str = "PEERTUBE_SESSION_MIDDLEWARE_WORKER";
+const WORKER_TASKS: usize = 8;
+const WORKER_CALLS: usize = 40;
+/// Far more than the calls in the air at once in both processes (see the concurrent test).
+const WORKER_USES: u64 = 100;
+
+/// A worker: its tasks send their calls through a `ClientWithMiddleware` whose session is the
+/// file store's; every call must be answered 200. Does nothing in the normal test run.
+#[test]
+fn middleware_worker() {
+    let Ok(spec) = std::env::var(WORKER) else {
+        return;
+    };
+    let (base_url, store) = spec.split_once('|').unwrap();
+    let runtime = runtime();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let instance = peertube_session::Instance::new(base_url).unwrap();
+    let session = Arc::new(
+        AsyncClient::new(
+            runtime.block_on(async { ReqwestTransport::new() }),
+            instance,
+        )
+        .with_config(Config::builder().timeout(Duration::from_secs(10)).build())
+        .with_store(peertube_session::store::FileStore::open(store).unwrap()),
+    );
+    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(SessionMiddleware::new(session))
+        .build();
+    let url = format!("{base_url}/api/v1/users/me");
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..WORKER_TASKS)
+            .map(|_| {
+                let (http, url) = (http.clone(), url.clone());
+                tokio::spawn(async move {
+                    for call in 0..WORKER_CALLS {
+                        let got = got_from_reqwest(http.get(&url).send().await).await;
+                        assert_eq!(got.status(), Some(StatusCode::OK), "call {call}: {got:?}");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("in time")
+                .expect("every call answered 200");
+        }
+    });
+}
+
+#[test]
+fn two_processes_share_a_file_store_through_the_middleware() {
+    let fake = fake_builder().access_token_uses(WORKER_USES).build();
+    let served = Served::new(fake);
+    let dir = support::scratch_dir("middleware");
+    let store = dir.join("session.json");
+    let runtime = runtime();
+    let first = AsyncClient::new(
+        runtime.block_on(async { ReqwestTransport::new() }),
+        served.instance(),
+    )
+    .with_store(peertube_session::store::FileStore::open(&store).unwrap());
+    runtime.block_on(first.login(&alice())).unwrap();
+
+    let spec = format!("{}|{}", served.server.base_url(), store.display());
+    let mut workers: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "middleware_worker",
+                    "--test-threads=1",
+                    "--nocapture",
+                ])
+                .env(WORKER, &spec)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut outcomes = Vec::new();
+    for worker in &mut workers {
+        loop {
+            if let Some(status) = worker.try_wait().unwrap() {
+                outcomes.push(status.success());
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                workers.iter_mut().for_each(|w| drop(w.kill()));
+                panic!("workers still running after 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let counters = served.fake.counters();
+    assert_eq!(outcomes, [true, true], "{counters:?}");
+    let calls = (2 * WORKER_TASKS * WORKER_CALLS) as u64;
+    assert!(
+        counters.worn_out_tokens >= calls / (WORKER_USES + 1),
+        "{counters:?}"
+    );
+    assert_eq!(counters.refreshes, counters.worn_out_tokens, "{counters:?}");
+    assert_eq!(counters.max_refreshes_per_token(), 1, "{counters:?}");
+    assert_eq!(counters.invalid_grants, 0, "{counters:?}");
+    assert_eq!(
+        (counters.logins, counters.live_sessions),
+        (1, 1),
+        "{counters:?}"
+    );
+    runtime.block_on(first.logout()).unwrap();
+    assert_eq!(served.fake.counters().live_sessions, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
