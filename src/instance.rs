@@ -227,8 +227,18 @@ impl Instance {
 /// `.` or `..`, written plainly or percent-encoded (`%2e`, `.%2E`, …): servers and proxies
 /// normalise both away, climbing out of the path they are in.
 fn is_dot_segment(segment: &str) -> bool {
-    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-    decoded == "." || decoded == ".."
+    // Read in place, without a decoded copy: every authorized request asks.
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() && dots <= 2 {
+        rest = match rest {
+            [b'.', after @ ..] => after,
+            [b'%', b'2', b'e' | b'E', after @ ..] => after,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 fn effective_port(scheme: &Scheme, authority: &Authority) -> Option<u16> {

@@ -155,6 +155,15 @@ fn dot_segments_plain_or_encoded_are_refused_in_the_base_path_and_in_uris() {
             .to_string(),
         "https://example.org/peertube/api/v1/videos/a..b?q=.."
     );
+    // Three dots, plain or encoded, and a cut-short escape name a segment like any other.
+    for path in [
+        "/api/v1/videos/...",
+        "/api/v1/%2e%2E%2e",
+        "/api/v1/%2",
+        "/api/v1/.%2",
+    ] {
+        assert!(instance.uri(path).is_ok(), "{path}");
+    }
 }
 
 #[test]

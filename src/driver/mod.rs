@@ -102,13 +102,19 @@ pub(crate) async fn at_most<R, F: std::future::Future<Output = R>>(
     use std::future::Future;
     use std::task::Poll;
     // A deadline centuries away is no deadline.
-    let mut timer = Instant::now().checked_add(timeout).map(timer::Deadline::at);
+    let until = Instant::now().checked_add(timeout);
+    // Set on the first wait only: work done at its first poll (a call whose token is fresh)
+    // costs the timer nothing.
+    let mut timer: Option<timer::Deadline> = None;
     // One await point, so that the future is stored once in this one's state.
     let mut work = std::pin::pin!(work());
     let mut late = Some(late);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {
             return Poll::Ready(output);
+        }
+        if timer.is_none() {
+            timer = until.map(timer::Deadline::at);
         }
         let expired = timer
             .as_mut()
