@@ -1,4 +1,7 @@
-//! An async driver over any async HTTP client, and its hyper transport (feature `hyper`).
+//! An async driver over any async HTTP client, its hyper and reqwest transports (features
+//! `hyper`, `reqwest`), and the session on your own client: `SessionMiddleware` for a
+//! `reqwest_middleware::ClientWithMiddleware` (feature `reqwest-middleware`), `AuthorizeLayer`
+//! for any tower service (feature `tower`).
 //!
 //! [`AsyncClient`] runs the same steps as the blocking driver over an [`AsyncTransport`]: log
 //! in (fetching the client pair when needed, asking for the one-time code when the server wants

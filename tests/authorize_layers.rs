@@ -382,12 +382,14 @@ fn a_token_killed_on_the_server_is_refreshed_and_the_request_sent_again<K: Stack
     );
 }
 
-/// Each token serves more calls than are ever in flight (a token serving fewer cannot carry
-/// every waiting request through: some would meet three dead tokens in a row).
-fn sixty_four_concurrent_requests_while_the_token_dies_every_hundred_calls<K: Stack>() {
+/// Each token serves far more calls than are ever in flight: a token that dies after a few
+/// milliseconds of the fleet's traffic can die again under a retry whose task the machine left
+/// waiting that long, and a call meeting three dead tokens in a row gets the last 401 (real
+/// tokens die by time or rotation, hours apart, not by use).
+fn sixty_four_concurrent_requests_while_the_token_dies_every_five_hundred_calls<K: Stack>() {
     const TASKS: usize = 64;
-    const CALLS: usize = 20;
-    const USES: u64 = 100;
+    const CALLS: usize = 50;
+    const USES: u64 = 500;
     let runtime = runtime();
     let (served, stack, _) =
         logged_in::<K>(&runtime, fake_builder().access_token_uses(USES).build());
@@ -517,7 +519,7 @@ with_both_stacks!(
     the_token_goes_only_to_the_instance,
     a_due_token_is_refreshed_before_the_request,
     a_token_killed_on_the_server_is_refreshed_and_the_request_sent_again,
-    sixty_four_concurrent_requests_while_the_token_dies_every_hundred_calls,
+    sixty_four_concurrent_requests_while_the_token_dies_every_five_hundred_calls,
     a_request_with_its_own_authorization_is_left_alone,
     a_logout_elsewhere_is_a_typed_error_not_a_401_loop,
     a_body_that_cannot_be_copied_gets_its_401_back_and_the_next_request_is_fresh,
@@ -525,12 +527,14 @@ with_both_stacks!(
 
 // ----- two processes sharing a file store through the middleware -----
 
-/// Set in a worker process: `base URL|store path`.
+/// Set in a worker process: `base URL|store path|whose client` (`own`: a reqwest client of
+/// the worker's, with a TLS provider installed as an application would; `transport`: the
+/// transport's own client, with no provider installed anywhere in the process).
 const WORKER: &str = "PEERTUBE_SESSION_MIDDLEWARE_WORKER";
 const WORKER_TASKS: usize = 8;
-const WORKER_CALLS: usize = 40;
+const WORKER_CALLS: usize = 80;
 /// Far more than the calls in the air at once in both processes (see the concurrent test).
-const WORKER_USES: u64 = 100;
+const WORKER_USES: u64 = 300;
 
 /// A worker: its tasks send their calls through a `ClientWithMiddleware` whose session is the
 /// file store's; every call must be answered 200. Does nothing in the normal test run.
@@ -539,19 +543,24 @@ fn middleware_worker() {
     let Ok(spec) = std::env::var(WORKER) else {
         return;
     };
-    let (base_url, store) = spec.split_once('|').unwrap();
+    let [base_url, store, whose]: [&str; 3] =
+        spec.split('|').collect::<Vec<_>>().try_into().unwrap();
     let runtime = runtime();
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let transport = runtime.block_on(async { ReqwestTransport::new() });
+    let user_client = match whose {
+        "transport" => transport.client().unwrap().clone(),
+        _ => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        }
+    };
     let instance = peertube_session::Instance::new(base_url).unwrap();
     let session = Arc::new(
-        AsyncClient::new(
-            runtime.block_on(async { ReqwestTransport::new() }),
-            instance,
-        )
-        .with_config(Config::builder().timeout(Duration::from_secs(10)).build())
-        .with_store(peertube_session::store::FileStore::open(store).unwrap()),
+        AsyncClient::new(transport, instance)
+            .with_config(Config::builder().timeout(Duration::from_secs(10)).build())
+            .with_store(peertube_session::store::FileStore::open(store).unwrap()),
     );
-    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    let http = reqwest_middleware::ClientBuilder::new(user_client)
         .with(SessionMiddleware::new(session))
         .build();
     let url = format!("{base_url}/api/v1/users/me");
@@ -590,9 +599,11 @@ fn two_processes_share_a_file_store_through_the_middleware() {
     .with_store(peertube_session::store::FileStore::open(&store).unwrap());
     runtime.block_on(first.login(&alice())).unwrap();
 
-    let spec = format!("{}|{}", served.server.base_url(), store.display());
-    let mut workers: Vec<_> = (0..2)
-        .map(|_| {
+    // One worker over a client of its own, one over the transport's client.
+    let mut workers: Vec<_> = ["own", "transport"]
+        .into_iter()
+        .map(|whose| {
+            let spec = format!("{}|{}|{whose}", served.server.base_url(), store.display());
             std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
@@ -638,4 +649,80 @@ fn two_processes_share_a_file_store_through_the_middleware() {
     runtime.block_on(first.logout()).unwrap();
     assert_eq!(served.fake.counters().live_sessions, 0);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ----- churn through the layer, ordered by hand -----
+
+/// As `failure_paths::a_call_whose_refreshed_token_served_others_before_dying_refreshes_again`,
+/// through the layer: a call's token dies, its refresh gives a new one, another call through the
+/// layer is answered with that one (it worked), then it dies under the first call's retry. The
+/// first call refreshes once more and gets its answer, where a token that never worked would
+/// have its 401 handed back.
+#[test]
+fn through_the_layer_a_refreshed_token_that_worked_then_died_is_refreshed_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fake = fake_builder().build();
+    let in_process = fake.clone();
+    let session = Arc::new(AsyncClient::new(
+        move |request: http::Request<peertube_session::Body>| {
+            let answer = in_process.handle(&request);
+            async move { Ok(answer) }
+        },
+        peertube_session::Instance::new("http://127.0.0.1:9").unwrap(),
+    ));
+    let runtime = runtime();
+    runtime.block_on(session.login(&alice())).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (retry_out, retry_is_out) = tokio::sync::oneshot::channel::<()>();
+    let retry_out = Arc::new(Mutex::new(Some(retry_out)));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let api = {
+        let (calls, release) = (calls.clone(), release.clone());
+        tower::service_fn(move |_: http::Request<Full<Bytes>>| {
+            let (calls, release, retry_out) = (calls.clone(), release.clone(), retry_out.clone());
+            async move {
+                let dead = || {
+                    http::Response::builder()
+                        .status(401)
+                        .body(Full::from(r#"{"status":401,"code":"invalid_token"}"#))
+                        .unwrap()
+                };
+                Ok::<_, std::convert::Infallible>(match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => dead(),
+                    1 => {
+                        if let Some(out) = retry_out.lock().unwrap().take() {
+                            let _ = out.send(());
+                        }
+                        release.notified().await;
+                        dead()
+                    }
+                    _ => http::Response::new(Full::default()),
+                })
+            }
+        })
+    };
+    let layered = AuthorizeLayer::new(session.clone()).layer(api);
+    let me = || {
+        http::Request::get("http://127.0.0.1:9/api/v1/users/me")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let answer = runtime.block_on(async {
+        let churned = tokio::spawn(layered.clone().oneshot(me()));
+        tokio::time::timeout(Duration::from_secs(10), retry_is_out)
+            .await
+            .unwrap()
+            .unwrap();
+        let other = layered.clone().oneshot(me()).await.unwrap();
+        assert_eq!(other.status(), StatusCode::OK);
+        release.notify_one();
+        tokio::time::timeout(Duration::from_secs(10), churned)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(fake.counters().refreshes, 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
 }

@@ -32,6 +32,12 @@ use std::sync::Arc;
 /// ([`Config::call_timeout`](crate::asynchronous::Config::call_timeout)). The request itself
 /// has the chain's timeouts.
 ///
+/// Your reqwest client needs a TLS provider: reqwest with its default features has one; this
+/// crate builds reqwest without choosing one for you (its own transport names ring). With
+/// `default-features = false` on reqwest, install one
+/// (`rustls::crypto::ring::default_provider().install_default()`), or build the chain over
+/// the transport's own client, [`ReqwestTransport::client`](crate::asynchronous::ReqwestTransport::client).
+///
 /// The session's errors (say [`Error::LoginRequired`] once the refresh token is dead, or a
 /// logout elsewhere) reach the caller as [`reqwest_middleware::Error::Middleware`], which holds
 /// our [`Error`]:

@@ -69,6 +69,14 @@ impl ReqwestTransport {
     pub fn with_client(client: reqwest::Client) -> Self {
         ReqwestTransport { client: Ok(client) }
     }
+
+    /// The client it sends with (`None` when its TLS setup failed): to send your own API
+    /// calls over the same connections, through
+    /// [`SessionMiddleware`](crate::asynchronous::SessionMiddleware) (feature
+    /// `reqwest-middleware`). It follows no redirect and reads no proxy.
+    pub fn client(&self) -> Option<&reqwest::Client> {
+        self.client.as_ref().ok()
+    }
 }
 
 /// rustls with the ring provider and the webpki roots.

@@ -553,27 +553,17 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         response: &Response<B>,
     ) -> Option<Dead> {
         let now = self.now();
-        let dead = {
-            let mut session = self.session();
-            session.learn_clock(response, now);
-            session.observe(ticket, response).then(|| {
-                if session.is_current(ticket) {
-                    Dead::Ours {
-                        proven: session.access_proven(),
-                    }
-                } else {
-                    Dead::Replaced
+        let mut session = self.session();
+        session.learn_clock(response, now);
+        session.observe(ticket, response).then(|| {
+            if session.is_current(ticket) {
+                Dead::Ours {
+                    proven: session.access_proven(),
                 }
-            })
-        };
-        if dead.is_some() {
-            trace::event!(
-                debug,
-                still_current = dead != Some(Dead::Replaced),
-                "401 invalid_token: the token on the request was dead"
-            );
-        }
-        dead
+            } else {
+                Dead::Replaced
+            }
+        })
     }
 
     /// Before any answer told this process the server's time, a pair that looks due or
@@ -881,6 +871,14 @@ impl Sends {
     /// [`AsyncClient::observed`] says, `refreshes_before` as [`Sent`] has it.
     pub(crate) fn again(&mut self, dead: Option<Dead>, refreshes_before: u64) -> bool {
         self.sent += 1;
+        if dead.is_some() {
+            trace::event!(
+                debug,
+                sends = self.sent,
+                still_current = dead != Some(Dead::Replaced),
+                "401 invalid_token: the token on the request was dead"
+            );
+        }
         match dead {
             None => false,
             Some(_) if self.sent == MAX_SENDS => false,

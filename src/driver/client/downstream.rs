@@ -78,9 +78,13 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let response = stack.send(request).await?;
             let (status, head) = D::head(&response);
             if status != StatusCode::UNAUTHORIZED {
+                // Only the head matters here: the server's clock, and that the token worked.
+                let mut seen = Response::new(&[0u8; 0][..]);
+                *seen.status_mut() = status;
                 if let Some(date) = head.get(DATE) {
-                    self.learn_clock_from(date.clone());
+                    seen.headers_mut().insert(DATE, date.clone());
                 }
+                self.observed(&ticket, &seen);
                 return Ok(response);
             }
             let (response, whole) = D::read_whole(response, self.config.body_limit()).await?;
@@ -104,13 +108,5 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 }
             }
         }
-    }
-
-    /// Learns the server's clock from an answer's `Date` header.
-    fn learn_clock_from(&self, date: http::HeaderValue) {
-        let mut head = Response::new(());
-        head.headers_mut().insert(DATE, date);
-        let now = self.now();
-        self.session().learn_clock(&head, now);
     }
 }
