@@ -6,7 +6,7 @@ use crate::classify::classify;
 use crate::driver::{ExchangeLimits, at_most};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
-use crate::resend::{closed_before_any_answer, resendable};
+use crate::resend::{answer_once_more, resendable};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
@@ -95,13 +95,7 @@ where
                 .client
                 .as_ref()
                 .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.clone()))?;
-            let response = match answer(client, request).await {
-                Err(error) if closed_before_any_answer(&error) => match again {
-                    Some(request) => answer(client, request).await?,
-                    None => return Err(error),
-                },
-                other => other?,
-            };
+            let response = answer_once_more(request, again, |r| answer(client, r)).await?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, limits.body_limit())
                 .collect()

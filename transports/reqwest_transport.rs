@@ -6,7 +6,7 @@ use crate::classify::classify;
 use crate::driver::{ExchangeLimits, at_most};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::request::Body;
-use crate::resend::{closed_before_any_answer, resendable};
+use crate::resend::{answer_once_more, resendable};
 use http::{Request, Response};
 use std::future::Future;
 use std::sync::Arc;
@@ -101,13 +101,7 @@ impl AsyncTransport for ReqwestTransport {
         // The exchange is made inside `at_most` (see there why).
         let exchange = move || async move {
             let client = self.client.as_ref().map_err(Clone::clone)?;
-            let response = match answer(client, request).await {
-                Err(error) if closed_before_any_answer(&error) => match again {
-                    Some(request) => answer(client, request).await?,
-                    None => return Err(error),
-                },
-                other => other?,
-            };
+            let response = answer_once_more(request, again, |r| answer(client, r)).await?;
             whole(response, limits.body_limit()).await
         };
         at_most(timeout, exchange, || {

@@ -13,6 +13,26 @@ pub(crate) fn closed_before_any_answer(error: &TransportError) -> bool {
     error.kind() == TransportErrorKind::ConnectionClosed
 }
 
+/// The answer `answer` gets for `request`, asked once more with `again` (a copy, when the
+/// request may go twice) when the connection closed before any answer came.
+pub(crate) async fn answer_once_more<R, A, F, Fut>(
+    request: R,
+    again: Option<R>,
+    answer: F,
+) -> Result<A, TransportError>
+where
+    F: Fn(R) -> Fut,
+    Fut: std::future::Future<Output = Result<A, TransportError>>,
+{
+    match answer(request).await {
+        Err(error) if closed_before_any_answer(&error) => match again {
+            Some(request) => answer(request).await,
+            None => Err(error),
+        },
+        other => other,
+    }
+}
+
 /// Methods whose request may be sent twice with the effect of once (RFC 9110, 9.2.2).
 pub(crate) fn is_idempotent(method: &Method) -> bool {
     [
