@@ -20,7 +20,8 @@ pub(crate) trait Downstream {
     /// The stack's error, which ours become.
     type Error: Send;
 
-    /// The request's target, when it reads as a URI (one that does not goes down untouched).
+    /// The request's target, when it reads as a URI (a request without one goes down as it
+    /// came).
     fn target(request: &Self::Request) -> Option<Uri>;
     /// The request's headers.
     fn headers_mut(request: &mut Self::Request) -> &mut HeaderMap;
