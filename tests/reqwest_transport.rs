@@ -1,7 +1,8 @@
 //! `ReqwestTransport` reads no proxy from the environment: a child process with `HTTP_PROXY`
 //! (and its kin) pointing at a recording server sends through the transport straight to the
 //! target, while a reqwest client built with reqwest's defaults in the same process goes
-//! through the proxy (so the variables do reach reqwest there).
+//! through the proxy (so the variables do reach reqwest there). `with_client` sends through the
+//! user's own client.
 #![cfg(all(feature = "reqwest", feature = "fake"))]
 
 use peertube_session::Body;
@@ -81,4 +82,55 @@ fn the_transport_reads_no_proxy_from_the_environment() {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn with_client_sends_through_the_users_own_client() {
+    // A server that answers with the `x-client` header it got.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Some(Ok(mut stream)) = listener.incoming().next() else {
+            return;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut request = [0u8; 4096];
+        let read = stream.read(&mut request).unwrap_or(0);
+        let head = String::from_utf8_lossy(&request[..read]).to_lowercase();
+        let body = head
+            .lines()
+            .find_map(|line| line.strip_prefix("x-client: "))
+            .unwrap_or("none")
+            .trim()
+            .to_owned();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(answer.as_bytes());
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let answer = runtime.block_on(async {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-client", http::HeaderValue::from_static("mine"));
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let transport = ReqwestTransport::with_client(client);
+        assert!(transport.client().is_some());
+        let request = http::Request::get(format!("http://{address}/api/v1/ping"))
+            .body(Body::default())
+            .unwrap();
+        transport.send(request).await.unwrap()
+    });
+    assert_eq!(answer.body(), b"mine");
 }
