@@ -27,6 +27,11 @@ use std::sync::Arc;
 /// [`AsyncClient::send_authorized`]. Requests to any other origin, and requests with their own
 /// `Authorization`, go down untouched.
 ///
+/// Every request to the instance is sent with the session's token, public routes included: so
+/// the session must be logged in. Before the login, and once it has ended (a logout here or in
+/// another process sharing the store, a refresh token refused), such requests end with the
+/// session's error (`InvalidState`, `LoggedOut`, `LoginRequired`) and nothing is sent.
+///
 /// The session's own exchanges (a refresh, a re-login) go through the client's transport, not
 /// through the chain; their time is bounded by the client's call deadline
 /// ([`Config::call_timeout`](crate::asynchronous::Config::call_timeout)). The request itself

@@ -107,6 +107,11 @@ impl<Svc, T, S> Layer<Svc> for AuthorizeLayer<T, S> {
 /// [`AsyncClient::send_authorized`]. Requests to any other origin, and requests with their own
 /// `Authorization`, go through untouched.
 ///
+/// Every request to the instance is sent with the session's token, public routes included: so
+/// the session must be logged in. Before the login, and once it has ended (a logout here or in
+/// another process sharing the store, a refresh token refused), such requests end with the
+/// session's error (`InvalidState`, `LoggedOut`, `LoginRequired`) and nothing is sent.
+///
 /// The wrapped service is cloned for each request (it must be `Clone`, as hyper-util's client
 /// is); the session's own exchanges go through the client's transport, bounded by its call
 /// deadline.
