@@ -504,6 +504,23 @@ fn a_body_that_cannot_be_copied_gets_its_401_back_and_the_next_request_is_fresh<
     );
 }
 
+fn before_the_login_a_request_to_the_instance_is_a_typed_error_with_nothing_sent<K: Stack>() {
+    let runtime = runtime();
+    let served = Served::new(fake_builder().build());
+    let stack = runtime.block_on(async { K::new(&served, Arc::new(MemoryStore::new())) });
+    let answer = runtime.block_on(stack.get(me(&served), None));
+    assert!(
+        matches!(answer, Got::Session(Error::InvalidState { .. })),
+        "{answer:?}"
+    );
+    let counters = served.fake.counters();
+    assert_eq!(
+        (counters.me_requests, counters.token_requests),
+        (0, 0),
+        "{counters:?}"
+    );
+}
+
 macro_rules! with_both_stacks {
     ($($scenario:ident),* $(,)?) => {
         mod reqwest_middleware_stack {
@@ -523,6 +540,7 @@ with_both_stacks!(
     a_request_with_its_own_authorization_is_left_alone,
     a_logout_elsewhere_is_a_typed_error_not_a_401_loop,
     a_body_that_cannot_be_copied_gets_its_401_back_and_the_next_request_is_fresh,
+    before_the_login_a_request_to_the_instance_is_a_typed_error_with_nothing_sent,
 );
 
 // ----- two processes sharing a file store through the middleware -----
