@@ -54,6 +54,11 @@ fn main() {
     println!("| variant | runs/s | ratio (wall) | ratio (CPU) |");
     println!("|---|---|---|---|");
 
+    // The hyper driver beside it, in the same rounds: the yardstick of section 2, measured
+    // under the same load.
+    let hyper_transport = runtime.block_on(async { HyperTransport::new() });
+    let plain_hyper: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let sessions = race_rounds(
         ROUNDS,
         &mut [
@@ -62,6 +67,17 @@ fn main() {
             }),
             ("plain reqwest", &mut || {
                 runtime.block_on(plain_reqwest_session(&plain, &base))
+            }),
+            ("hyper driver", &mut || {
+                runtime.block_on(hyper_driver_session(
+                    &fake,
+                    &hyper_transport,
+                    Session::new(instance.clone()),
+                    true,
+                ))
+            }),
+            ("plain hyper", &mut || {
+                runtime.block_on(plain_hyper_session(&plain_hyper, &base, true))
             }),
         ],
     );
@@ -72,6 +88,13 @@ fn main() {
         1,
     );
     row("whole session: plain reqwest by hand", &sessions, 1, 1);
+    row(
+        "whole session: `AsyncClient` + `HyperTransport`",
+        &sessions,
+        2,
+        3,
+    );
+    row("whole session: plain hyper-util by hand", &sessions, 3, 3);
 
     // One logged-in session for the API calls; its token lives a day, so no refresh here.
     // The system clock, as in a program (the fake's clock takes the lock its server holds
