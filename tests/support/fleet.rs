@@ -15,6 +15,63 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+#[cfg(feature = "tracing")]
+#[path = "capture.rs"]
+mod capture;
+
+/// The session's events during one call, told with the call's failure (feature `tracing`):
+/// which sends met a dead token, which refreshes ran, so that a rare failure in a long run
+/// says why.
+#[cfg(feature = "tracing")]
+struct Trail(capture::Capture);
+
+#[cfg(feature = "tracing")]
+impl Trail {
+    fn new() -> Trail {
+        Trail(capture::Capture::new())
+    }
+
+    fn during<R>(&self, call: impl FnOnce() -> R) -> R {
+        self.0.clear();
+        self.0.during(call)
+    }
+
+    fn told(&self) -> String {
+        let events: Vec<String> = self
+            .0
+            .events()
+            .iter()
+            .map(|event| {
+                let fields: Vec<String> = event
+                    .fields
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+                format!("{} [{}]", event.message, fields.join(" "))
+            })
+            .collect();
+        format!(" after: {}", events.join("; "))
+    }
+}
+
+#[cfg(not(feature = "tracing"))]
+struct Trail;
+
+#[cfg(not(feature = "tracing"))]
+impl Trail {
+    fn new() -> Trail {
+        Trail
+    }
+
+    fn during<R>(&self, call: impl FnOnce() -> R) -> R {
+        call()
+    }
+
+    fn told(&self) -> String {
+        String::new()
+    }
+}
+
 /// Set in a worker process: its job, as JSON.
 const WORKER: &str = "PEERTUBE_SESSION_FLEET_WORKER";
 /// A worker stops by itself after this long, whatever happens.
@@ -196,13 +253,14 @@ fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, jo
             let (pace, accept_429) = (Duration::from_millis(job.pace_ms), job.accept_429);
             std::thread::spawn(move || {
                 let mut report = Report::default();
+                let trail = Trail::new();
                 while !stop.exists()
                     && started.elapsed() < WORKER_BOUND
                     && limit.is_none_or(|limit| report.calls < limit)
                 {
                     let me = http::Request::get("/api/v1/users/me").body(()).unwrap();
                     let call = Instant::now();
-                    let outcome = client.send_authorized(me);
+                    let outcome = trail.during(|| client.send_authorized(me));
                     let took = u64::try_from(call.elapsed().as_millis()).unwrap_or(u64::MAX);
                     slowest.fetch_max(took, Ordering::Relaxed);
                     report.calls += 1;
@@ -215,8 +273,8 @@ fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, jo
                             report.rate_limited += 1;
                             continue;
                         }
-                        Ok(answer) => format!("answered {}", answer.status()),
-                        Err(error) => format!("{error:?}"),
+                        Ok(answer) => format!("answered {}{}", answer.status(), trail.told()),
+                        Err(error) => format!("{error:?}{}", trail.told()),
                     };
                     report.failed += 1;
                     if report.failures.len() < 3 {
