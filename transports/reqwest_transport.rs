@@ -29,7 +29,7 @@ use std::time::Instant;
 /// leaves less. A `GET` (any idempotent request) whose connection closed before any answer came
 /// is sent once more within the timeout; a `POST` (a login, a refresh, a logout) never is.
 ///
-/// One difference from [`HyperTransport`](crate::asynchronous::HyperTransport): reqwest gives
+/// One difference from `HyperTransport` (feature `hyper`): reqwest gives
 /// no hook into hyper's informational (1xx) answers, so a server sending them without end is a
 /// [`TransportErrorKind::Timeout`] here, where hyper's transport stops it sooner as
 /// [`TransportErrorKind::Protocol`].
@@ -71,8 +71,7 @@ impl ReqwestTransport {
     }
 
     /// The client it sends with (`None` when its TLS setup failed): to send your own API
-    /// calls over the same connections, through
-    /// [`SessionMiddleware`](crate::asynchronous::SessionMiddleware) (feature
+    /// calls over the same connections, through `SessionMiddleware` (feature
     /// `reqwest-middleware`). It follows no redirect and reads no proxy.
     pub fn client(&self) -> Option<&reqwest::Client> {
         self.client.as_ref().ok()

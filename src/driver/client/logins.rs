@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// What [`login_if_needed`](crate::blocking::BlockingClient::login_if_needed) did.
+/// What `login_if_needed` (of either client) did.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
