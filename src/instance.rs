@@ -198,9 +198,13 @@ impl Instance {
     /// # Ok::<(), peertube_session::Error>(())
     /// ```
     pub fn contains(&self, uri: &Uri) -> bool {
+        let path = uri.path();
+        // A dot segment holds a `.` or an escape: a path with neither (nearly every one) has
+        // none.
         self.is_same_origin(uri)
-            && self.is_under_prefix(uri.path())
-            && !uri.path().split('/').any(is_dot_segment)
+            && self.is_under_prefix(path)
+            && (!path.bytes().any(|b| b == b'.' || b == b'%')
+                || !path.split('/').any(is_dot_segment))
     }
 
     /// Whether `path` is the prefix itself or below it (always, without a prefix).
@@ -217,6 +221,16 @@ impl Instance {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return false;
         };
+        // Nearly every request: the instance's own authority, as it was written (it has no
+        // user-info, and its port is valid). Any other way to write the same origin (a default
+        // port spelt out) takes the long way below.
+        if *scheme == self.scheme
+            && authority
+                .as_str()
+                .eq_ignore_ascii_case(self.authority.as_str())
+        {
+            return true;
+        }
         *scheme == self.scheme
             && !authority.as_str().contains('@')
             && authority.host().eq_ignore_ascii_case(self.authority.host())

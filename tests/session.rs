@@ -755,3 +755,23 @@ fn a_token_replaced_since_is_not_the_one_revoked() {
     assert!(!session.current_session_revoked(&authorized_request(&other)));
     assert_eq!(session.state(), State::LoggedIn);
 }
+
+/// The same `Date` header again is not read again within the second it came at, but a clock
+/// that jumped meanwhile is learned from it all the same (a frozen server clock, or answers in
+/// the same second as a jump of ours).
+#[test]
+fn a_clock_that_jumps_is_learned_again_from_the_same_date_header() {
+    let mut session = Session::new(Instance::new("https://video.example.org").unwrap());
+    let date = httpdate::fmt_http_date(at(0));
+    let answer = support::answer(200, &[("date", date.as_str())], "");
+    session.learn_clock(&answer, at(0));
+    assert_eq!(session.clock_offset(), Some(0));
+    session.learn_clock(&answer, at(0));
+    assert_eq!(session.clock_offset(), Some(0));
+    // Our clock a day ahead, the server's answer the same.
+    session.learn_clock(&answer, at(86_400));
+    assert_eq!(session.clock_offset(), Some(-86_400));
+    // And back.
+    session.learn_clock(&answer, at(0));
+    assert_eq!(session.clock_offset(), Some(0));
+}

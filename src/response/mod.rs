@@ -27,7 +27,12 @@ use std::time::SystemTime;
 /// The answer's `Date` header: when the server sent it, by the server's clock. `None` without
 /// one, or when it is not an HTTP-date (RFC 9110).
 pub fn server_date<B>(response: &Response<B>) -> Option<SystemTime> {
-    problem::header_date(response.headers(), &http::header::DATE)
+    server_date_in(response.headers())
+}
+
+/// [`server_date`] from an answer's headers alone.
+pub(crate) fn server_date_in(headers: &http::HeaderMap) -> Option<SystemTime> {
+    problem::header_date(headers, &http::header::DATE)
 }
 
 /// The default cap on a response body: 64 KiB, far above anything PeerTube sends on these

@@ -162,6 +162,10 @@ pub struct Session {
     refresh_margin: Duration,
     parser: Parser,
     clock: ServerClock,
+    /// The last `Date` header learned from, as it was written, and the second of our clock it
+    /// came at: the same header again within that second has nothing new to teach, and is not
+    /// parsed again (the next second, or a clock that jumped, is read as usual).
+    clock_date: Option<(http::HeaderValue, u64)>,
 }
 
 impl Session {
@@ -178,6 +182,7 @@ impl Session {
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             parser: Parser::new(),
             clock: ServerClock::Unknown,
+            clock_date: None,
         }
     }
 
@@ -333,7 +338,21 @@ impl Session {
     /// at your time `now`: see [`Session::clock_offset`]. [`Session::handle`] does it for the
     /// session's own answers.
     pub fn learn_clock<B>(&mut self, response: &Response<B>, now: SystemTime) {
-        self.clock.learn(response::server_date(response), now);
+        self.learn_date_header(response.headers(), now);
+    }
+
+    /// [`learn_clock`](Self::learn_clock) from an answer's headers alone.
+    pub(crate) fn learn_date_header(&mut self, headers: &http::HeaderMap, now: SystemTime) {
+        let written = headers.get(http::header::DATE);
+        let second = unix_secs(now);
+        if let (Some(written), Some((known, at))) = (written, &self.clock_date)
+            && written == known
+            && second == *at
+        {
+            return;
+        }
+        self.clock.learn(response::server_date_in(headers), now);
+        self.clock_date = written.map(|written| (written.clone(), second));
     }
 
     // ----- commands -----
@@ -456,13 +475,11 @@ impl Session {
         authorized: &Authorized,
         response: &Response<B>,
     ) -> bool {
-        let current = authorized.ticket == self.ticket();
         if response.status() != StatusCode::UNAUTHORIZED {
-            if current && let Some(tokens) = &mut self.tokens {
-                tokens.access_proven = true;
-            }
+            self.note_worked(authorized);
             return false;
         }
+        let current = authorized.ticket == self.ticket();
         let dead = self
             .parser
             .error(Operation::Authorize, response, &self.secrets(None))
@@ -475,6 +492,16 @@ impl Session {
             tokens.access_rejected = true;
         }
         dead
+    }
+
+    /// Notes that a request carrying the token `authorized` stands for was answered with
+    /// something other than a 401: the token worked (see [`access_proven`](Self::access_proven)).
+    pub(crate) fn note_worked(&mut self, authorized: &Authorized) {
+        if authorized.ticket == self.ticket()
+            && let Some(tokens) = &mut self.tokens
+        {
+            tokens.access_proven = true;
+        }
     }
 
     /// Whether the session's access token was ever answered with something other than a 401
@@ -673,6 +700,7 @@ impl Session {
             refresh_margin: self.refresh_margin,
             parser: self.parser,
             clock: self.clock,
+            clock_date: self.clock_date.clone(),
         }
     }
 

@@ -4,10 +4,11 @@
 
 use super::{AsyncClient, AsyncTransport, Dead, Sends, within};
 use crate::error::Error;
+use crate::session::Authorized;
 use crate::store::SessionStore;
 use crate::trace;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, DATE};
+use http::header::AUTHORIZATION;
 use http::{HeaderMap, Response, StatusCode, Uri};
 use std::future::Future;
 
@@ -45,6 +46,15 @@ pub(crate) trait Downstream {
 }
 
 impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
+    /// Learns from the head of an answer that was not a 401: the server's clock (its `Date`)
+    /// and that the token on the request worked.
+    fn answered(&self, ticket: &Authorized, head: &HeaderMap) {
+        let now = self.now();
+        let mut session = self.session();
+        session.learn_date_header(head, now);
+        session.note_worked(ticket);
+    }
+
     /// Sends `request` down `stack`, authorized when it is for the instance and carries no
     /// `Authorization` of its own; after a 401 `invalid_token`, refreshes (or takes the pair
     /// another caller or process saved) and sends it again when it can be copied, as
@@ -79,13 +89,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let response = stack.send(request).await?;
             let (status, head) = D::head(&response);
             if status != StatusCode::UNAUTHORIZED {
-                // Only the head matters here: the server's clock, and that the token worked.
-                let mut seen = Response::new(&[0u8; 0][..]);
-                *seen.status_mut() = status;
-                if let Some(date) = head.get(DATE) {
-                    seen.headers_mut().insert(DATE, date.clone());
-                }
-                self.observed(&ticket, &seen);
+                self.answered(&ticket, head);
                 return Ok(response);
             }
             let (response, whole) = D::read_whole(response, self.config.body_limit()).await?;
