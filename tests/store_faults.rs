@@ -185,6 +185,18 @@ impl Scene {
         Fleet::start(&self.job(), PROCESSES, ENTRY)
     }
 
+    /// Lets the fleet recover for [`RECOVERY`], and on until it has refreshed twice (at most 30 s
+    /// more: a machine loaded by a build beside the tests can leave a scene too few calls to
+    /// rotate the pair), then stops it.
+    fn recover_then_stop(&self, fleet: Fleet) -> Vec<Report> {
+        pause(RECOVERY);
+        let started = Instant::now();
+        while self.fake.counters().refreshes < 2 && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        fleet.stop()
+    }
+
     /// Waits until a request has met the fault injected last (a held refresh is under way).
     fn await_fault_met(&self) {
         let started = Instant::now();
@@ -313,8 +325,7 @@ fn redis_killed_between_a_refresh_and_its_save_then_back_empty() {
     scene.redis.as_mut().unwrap().kill();
     pause(2.5);
     scene.redis.as_mut().unwrap().restart();
-    pause(RECOVERY);
-    let reports = fleet.stop();
+    let reports = scene.recover_then_stop(fleet);
     scene.assert_held(&reports, "Redis killed mid-refresh");
 }
 
@@ -330,8 +341,7 @@ fn redis_down_for_a_while_between_refreshes() {
     scene.redis.as_mut().unwrap().kill();
     pause(3.0);
     scene.redis.as_mut().unwrap().restart();
-    pause(RECOVERY);
-    let reports = fleet.stop();
+    let reports = scene.recover_then_stop(fleet);
     scene.assert_held(&reports, "Redis down for 3 s");
 }
 
@@ -348,8 +358,7 @@ fn redis_paused_longer_than_its_command_timeout() {
     redis.pause();
     pause(6.5);
     redis.resume();
-    pause(RECOVERY);
-    let reports = fleet.stop();
+    let reports = scene.recover_then_stop(fleet);
     scene.assert_held(&reports, "Redis paused 6.5 s");
 }
 
@@ -373,8 +382,7 @@ fn redis_restarted_empty_is_filled_again_for_a_process_started_after() {
     }
     // A process started now finds the live session.
     fleet.add(&scene.job(), ENTRY);
-    pause(RECOVERY);
-    let reports = fleet.stop();
+    let reports = scene.recover_then_stop(fleet);
     scene.assert_held(&reports, "Redis restarted empty");
 }
 
@@ -392,8 +400,7 @@ fn the_file_deleted_during_a_refresh() {
         .inject(Some(TOKEN), Fault::Delay(Duration::from_millis(1000)));
     scene.await_fault_met();
     std::fs::remove_file(scene.file_path()).unwrap();
-    pause(RECOVERY);
-    let reports = fleet.stop();
+    let reports = scene.recover_then_stop(fleet);
     scene.assert_held(&reports, "the file deleted mid-refresh");
 }
 
@@ -406,8 +413,7 @@ fn the_file_overwritten_with_garbage_is_replaced_and_kept_aside() {
     pause(WARM_UP);
     let garbage = b"\x00\x01 not a session {{{".to_vec();
     std::fs::write(scene.file_path(), &garbage).unwrap();
-    pause(RECOVERY);
-    let reports = fleet.stop();
+    let reports = scene.recover_then_stop(fleet);
     let kept = std::fs::read(format!("{}.corrupt", scene.place)).unwrap();
     assert_eq!(
         kept, garbage,
@@ -445,8 +451,7 @@ fn read_only_for_3_s(mid_refresh: bool, what: &str) {
     set_mode(&scene.dir, 0o500);
     pause(3.0);
     set_mode(&scene.dir, 0o700);
-    pause(RECOVERY);
-    let reports = fleet.stop();
+    let reports = scene.recover_then_stop(fleet);
     // Only a lease whose holder is gone is waited out; every holder here is alive.
     let slowest = fleet::total(&reports).slowest_ms;
     assert!(
@@ -571,8 +576,7 @@ fn chaos(mut scene: Scene, faults: &[&str]) {
             other => unreachable!("{other}"),
         }
     }
-    pause(RECOVERY);
-    let reports = fleet.stop();
+    let reports = scene.recover_then_stop(fleet);
     scene.assert_held(&reports, &format!("chaos seed {seed}, faults {done:?}"));
 }
 
