@@ -85,6 +85,18 @@ impl Case {
     fn client(&self) -> OAuthClient {
         OAuthClient::new("cid", self.client_secret.as_str())
     }
+
+    /// The instance's answer with this case's client pair.
+    fn client_pair_answer(&self) -> http::Response<Vec<u8>> {
+        let pair = serde_json::json!({"client_id": "cid", "client_secret": self.client_secret});
+        json(200, &pair.to_string())
+    }
+}
+
+/// The first half of `sent`, or more of it, up to all (the form bodies echoed here are ASCII).
+fn at_least_half<'a>(random: &mut Random, sent: &'a str) -> &'a str {
+    let cut = (sent.len() / 2 + random.below(sent.len() / 2 + 1)).min(sent.len());
+    &sent[..cut]
 }
 
 fn percent(secret: &str, space: &str, lower: bool) -> String {
@@ -350,13 +362,7 @@ fn driver_errors_never_print_an_echoed_secret() {
             move |request: &http::Request<Body>| -> http::Response<Vec<u8>> {
                 let mut random = Random(seed);
                 if request.uri().path().ends_with("/oauth-clients/local") {
-                    return json(
-                        200,
-                        &format!(
-                            r#"{{"client_id":"cid","client_secret":"{}"}}"#,
-                            case.client_secret
-                        ),
-                    );
+                    return case.client_pair_answer();
                 }
                 let sent = String::from_utf8_lossy(request.body().as_bytes()).into_owned();
                 let otp = request
@@ -364,8 +370,7 @@ fn driver_errors_never_print_an_echoed_secret() {
                     .get("x-peertube-otp")
                     .map(|v| v.to_str().unwrap().to_owned())
                     .unwrap_or_default();
-                let cut = (sent.len() / 2 + random.below(sent.len() / 2 + 1)).min(sent.len());
-                let text = format!("{} otp={otp}", &sent[..cut]);
+                let text = format!("{} otp={otp}", at_least_half(&mut random, &sent));
                 let (status, code, _) = VARIANTS[random.below(4)];
                 response(&mut random, status, code, &text)
             }
@@ -492,8 +497,7 @@ fn middleware_and_layer_errors_never_print_an_echoed_secret() {
                 let mut random = Random(seed);
                 let sent = String::from_utf8_lossy(request.body().as_bytes()).into_owned();
                 if request.uri().path().ends_with("/oauth-clients/local") {
-                    let pair = serde_json::json!({"client_id": "cid", "client_secret": case.client_secret});
-                    return json(200, &pair.to_string());
+                    return case.client_pair_answer();
                 }
                 if sent.contains("grant_type=password") {
                     let tokens = serde_json::json!({
@@ -505,9 +509,9 @@ fn middleware_and_layer_errors_never_print_an_echoed_secret() {
                     });
                     return json(200, &tokens.to_string());
                 }
-                let cut = (sent.len() / 2 + random.below(sent.len() / 2 + 1)).min(sent.len());
+                let echoed = at_least_half(&mut random, &sent);
                 let (status, code, _) = [VARIANTS[4], VARIANTS[7], VARIANTS[9]][random.below(3)];
-                response(&mut random, status, code, &sent[..cut])
+                response(&mut random, status, code, echoed)
             }
         };
         let later = Arc::new(AtomicU64::new(0));
