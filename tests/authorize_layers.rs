@@ -27,8 +27,6 @@ use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::store::MemoryStore;
 use peertube_session::{Credentials, Error};
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -278,43 +276,13 @@ fn me(served: &Served) -> String {
     format!("{}/api/v1/users/me", served.server.base_url())
 }
 
-/// A server on 127.0.0.1 for another origin: answers every request `200 {}` and keeps each
-/// request's head, for at most 16 connections.
-fn other_origin() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(16) {
-            let Ok(mut stream) = stream else { return };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-                match stream.read(&mut byte) {
-                    Ok(1) => head.push(byte[0]),
-                    _ => break,
-                }
-            }
-            seen.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&head).to_lowercase());
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
-        }
-    });
-    (format!("http://{address}"), heads)
-}
-
 // ----- the scenarios, written once for both stacks -----
 
 fn the_token_goes_only_to_the_instance<K: Stack>() {
     let runtime = runtime();
     let (served, stack, _) = logged_in::<K>(&runtime, fake_builder().build());
-    let (other, heads) = other_origin();
+    // Another origin, answering `200 {}` to whatever comes.
+    let (other, heads) = support::answering_server(|_| "{}".to_owned());
     let answer = runtime.block_on(stack.get(format!("{other}/api/v1/users/me"), None));
     assert_eq!(answer.status(), Some(StatusCode::OK), "{answer:?}");
     // The instance sends the request on to the other origin: a client that follows it must

@@ -5,37 +5,14 @@
 //! user's own client.
 #![cfg(all(feature = "reqwest", feature = "fake"))]
 
+mod support;
+
 use peertube_session::Body;
 use peertube_session::asynchronous::{AsyncTransport, ExchangeLimits, ReqwestTransport};
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 /// Set in the child: `target URL`.
 const CHILD: &str = "PEERTUBE_SESSION_PROXY_CHILD";
-
-/// A server on 127.0.0.1 that answers every request with `body`, for at most 8 connections.
-fn answering(body: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { return };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body.as_bytes());
-        }
-    });
-    format!("http://{address}")
-}
 
 /// The child: what the transport and a default reqwest client each reach.
 #[test]
@@ -69,8 +46,8 @@ fn proxy_child() {
 
 #[test]
 fn the_transport_reads_no_proxy_from_the_environment() {
-    let target = answering("target");
-    let proxy = answering("proxy");
+    let (target, _) = support::answering_server(|_| "target".to_owned());
+    let (proxy, _) = support::answering_server(|_| "proxy".to_owned());
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "proxy_child", "--test-threads=1", "--nocapture"])
         .env(CHILD, format!("{target}/api/v1/oauth-clients/local"))
@@ -87,29 +64,12 @@ fn the_transport_reads_no_proxy_from_the_environment() {
 #[test]
 fn with_client_sends_through_the_users_own_client() {
     // A server that answers with the `x-client` header it got.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let Some(Ok(mut stream)) = listener.incoming().next() else {
-            return;
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut request = [0u8; 4096];
-        let read = stream.read(&mut request).unwrap_or(0);
-        let head = String::from_utf8_lossy(&request[..read]).to_lowercase();
-        let body = head
-            .lines()
+    let (server, _) = support::answering_server(|head| {
+        head.lines()
             .find_map(|line| line.strip_prefix("x-client: "))
             .unwrap_or("none")
             .trim()
-            .to_owned();
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(answer.as_bytes());
+            .to_owned()
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -127,7 +87,7 @@ fn with_client_sends_through_the_users_own_client() {
             .unwrap();
         let transport = ReqwestTransport::with_client(client);
         assert!(transport.client().is_some());
-        let request = http::Request::get(format!("http://{address}/api/v1/ping"))
+        let request = http::Request::get(format!("{server}/api/v1/ping"))
             .body(Body::default())
             .unwrap();
         transport.send(request).await.unwrap()
