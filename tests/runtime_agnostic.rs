@@ -1,6 +1,6 @@
 //! The async driver needs no runtime: a whole session over a closure transport, driven by
-//! `pollster` (a bare `block_on`). CI also runs this file with only the `async-client` feature
-//! and checks that tokio is absent from that build (`cargo tree`).
+//! `pollster` (a bare `block_on`), no runtime started. CI checks that the driver features alone
+//! pull in no runtime (`cargo tree`) and build without a warning (`cargo clippy`).
 #![cfg(feature = "async-client")]
 
 use peertube_session::asynchronous::AsyncClient;
