@@ -99,6 +99,12 @@ pub fn thread_cpu() -> Duration {
 }
 
 /// Runs each variant `rounds` times `SESSIONS_PER_ROUND` runs, interleaved.
+///
+/// With `BENCH_ONLY=<variant>` set, only that variant runs, `BENCH_RUNS` times (default
+/// `SESSIONS_PER_ROUND`) after every variant's warm-up, and the figures printed are
+/// placeholders: the mode is for counting instructions, which the clock cannot do on a loaded
+/// machine. Two runs under `valgrind --tool=callgrind`, one per variant, differ by exactly the
+/// variants' work times the count.
 pub fn race_rounds(rounds: usize, variants: &mut [(&str, &mut dyn FnMut())]) -> Rates {
     let mut rates = Rates {
         wall: vec![Vec::new(); variants.len()],
@@ -106,6 +112,22 @@ pub fn race_rounds(rounds: usize, variants: &mut [(&str, &mut dyn FnMut())]) -> 
     };
     for (_, run) in variants.iter_mut() {
         run(); // warm-up: connections, caches
+    }
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        let count = std::env::var("BENCH_RUNS")
+            .ok()
+            .and_then(|runs| runs.parse().ok())
+            .unwrap_or(SESSIONS_PER_ROUND);
+        for (index, (name, run)) in variants.iter_mut().enumerate() {
+            if *name == only {
+                for _ in 0..count {
+                    run();
+                }
+            }
+            rates.wall[index].push(1.0);
+            rates.cpu[index].push(1.0);
+        }
+        return rates;
     }
     let runs = SESSIONS_PER_ROUND as f64;
     for _ in 0..rounds {

@@ -22,7 +22,7 @@ use crate::request::Credentials;
 use crate::request::{self, Body};
 use crate::response::{Parser, RevokeResponse, Secrets};
 use crate::secret::AccessToken;
-use crate::session::{Authorized, Event, Lineage, Pending, SavedSession, Session, State};
+use crate::session::{Authorized, Event, Lineage, Pending, SavedSession, Session, State, Target};
 use crate::store::{Ending, MemoryStore, SessionStore};
 use crate::trace;
 use http::{Request, Response};
@@ -617,7 +617,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     ) -> Result<Sent, Error> {
         let target = request.uri().clone();
         let (ticket, refreshes_before) = self
-            .authorize_within(&target, request.headers_mut(), deadline)
+            .authorize_within(Target::Unchecked(&target), request.headers_mut(), deadline)
             .await?;
         // A reference count, not a copy of the token: every call pays for it.
         let bearer = request.headers().get(http::header::AUTHORIZATION).cloned();
@@ -642,7 +642,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Returns the token's ticket and how many refreshes this client had sent by then.
     pub(crate) async fn authorize_within(
         &self,
-        target: &http::Uri,
+        target: Target<'_>,
         headers: &mut http::HeaderMap,
         deadline: CallDeadline,
     ) -> Result<(Authorized, u64), Error> {

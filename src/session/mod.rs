@@ -128,6 +128,16 @@ pub struct Authorized {
     ticket: Ticket,
 }
 
+/// A request's target, as [`Session::authorize_parts`] gets it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// Not checked yet: refused unless it is the instance's.
+    Unchecked(&'a http::Uri),
+    /// Found to be the instance's by the caller, which had to look to decide whether to
+    /// authorize it at all (another stack's request): not looked at twice.
+    Instance,
+}
+
 /// A session's identity and generation: every change of client or tokens starts a new
 /// generation, which makes older pending handles and tickets stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,19 +448,21 @@ impl Session {
     ) -> Result<Authorized, Error> {
         // A few reference counts: the target is checked while the headers change.
         let target = request.uri().clone();
-        self.authorize_parts(&target, request.headers_mut(), now)
+        self.authorize_parts(Target::Unchecked(&target), request.headers_mut(), now)
     }
 
     /// [`authorize`](Self::authorize) for a request of any HTTP stack: its target and its
     /// headers.
     pub(crate) fn authorize_parts(
         &self,
-        target: &http::Uri,
+        target: Target<'_>,
         headers: &mut http::HeaderMap,
         now: SystemTime,
     ) -> Result<Authorized, Error> {
         self.expect(Operation::Authorize, |s| s == State::LoggedIn)?;
-        if !self.instance.contains(target) {
+        if let Target::Unchecked(target) = target
+            && !self.instance.contains(target)
+        {
             return Err(Error::ForeignOrigin);
         }
         if self.access_expired(now) {

@@ -4,7 +4,7 @@
 
 use super::{AsyncClient, AsyncTransport, Dead, Sends, within};
 use crate::error::Error;
-use crate::session::Authorized;
+use crate::session::{Authorized, Target};
 use crate::store::SessionStore;
 use crate::trace;
 use bytes::Bytes;
@@ -65,13 +65,12 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         stack: &mut D,
         mut request: D::Request,
     ) -> Result<D::Response, D::Error> {
-        let ours = D::target(&request).filter(|target| {
-            !D::headers_mut(&mut request).contains_key(AUTHORIZATION)
-                && self.session().instance().contains(target)
-        });
-        let Some(target) = ours else {
+        let ours = !D::headers_mut(&mut request).contains_key(AUTHORIZATION)
+            && D::target(&request)
+                .is_some_and(|target| self.session().instance().contains(&target));
+        if !ours {
             return stack.send(request).await;
-        };
+        }
         let deadline = self.deadline();
         let mut sends = Sends::default();
         loop {
@@ -82,7 +81,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             };
             let headers = D::headers_mut(&mut request);
             let (ticket, refreshes_before) = within(deadline, || {
-                self.authorize_within(&target, headers, deadline)
+                self.authorize_within(Target::Instance, headers, deadline)
             })
             .await
             .map_err(D::failed)?;
