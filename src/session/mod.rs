@@ -135,6 +135,7 @@ pub(crate) enum Target<'a> {
     Unchecked(&'a http::Uri),
     /// Found to be the instance's by the caller, which had to look to decide whether to
     /// authorize it at all (another stack's request): not looked at twice.
+    #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
     Instance,
 }
 
@@ -322,6 +323,7 @@ impl Session {
     }
 
     /// Places the pair's login in a store's history of logins (see [`Lineage::generation`]).
+    #[cfg(any(feature = "async-client", feature = "blocking-client"))]
     pub(crate) fn set_login_generation(&mut self, generation: u64) {
         if let Some(tokens) = &mut self.tokens {
             tokens.lineage.generation = generation;
@@ -329,17 +331,20 @@ impl Session {
     }
 
     /// Local time `now` on the server's clock, in Unix seconds (see [`Session::clock_offset`]).
+    #[cfg(any(feature = "async-client", feature = "blocking-client"))]
     pub(crate) fn server_time(&self, now: SystemTime) -> u64 {
         self.clock.server_secs(now)
     }
 
     /// Whether the server refused the access token (401 `invalid_token`).
+    #[cfg(any(feature = "async-client", feature = "blocking-client"))]
     pub(crate) fn access_rejected(&self) -> bool {
         self.tokens.as_ref().is_some_and(|t| t.access_rejected)
     }
 
     /// Whether an answer was handled since this session was made or restored, so that its idea
     /// of the server's clock rests on something (a `Date` header, or its absence).
+    #[cfg(any(feature = "async-client", feature = "blocking-client"))]
     pub(crate) fn knows_server_clock(&self) -> bool {
         self.clock != ServerClock::Unknown
     }
@@ -519,6 +524,7 @@ impl Session {
     /// Whether the session's access token was ever answered with something other than a 401
     /// (as [`observe`](Self::observe) saw): a token that worked and then died was used up or
     /// revoked, one that never worked may be refused by a server that refuses them all.
+    #[cfg(any(feature = "async-client", feature = "blocking-client"))]
     pub(crate) fn access_proven(&self) -> bool {
         self.tokens.as_ref().is_some_and(|t| t.access_proven)
     }
