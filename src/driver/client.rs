@@ -783,8 +783,10 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Sends any other PeerTube API request with the access token; a request for a path only
     /// (`/api/v1/users/me`) goes to this instance. If the answer is 401 `invalid_token`,
     /// refreshes once and retries; if the token on it had meanwhile been replaced by another
-    /// caller's refresh, retries with the new token. At most three sends; the last answer is
-    /// returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
+    /// caller's refresh (or another process's, through the store), retries with the new token.
+    /// At most three sends whose token died unexplained, eight in all (tokens rotating across
+    /// a fleet faster than this process is answered), within the call's deadline; the last
+    /// answer is returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
     /// `String`, a `Vec<u8>` (for JSON, with its `Content-Type` header).
     pub async fn send_authorized<B: Into<Body>>(
         &self,
@@ -857,10 +859,12 @@ pub(crate) enum Dead {
     Ours { proven: bool },
 }
 
-/// How one call's sends go on after each answer (see [`MAX_SENDS`]).
+/// How one call's sends go on after each answer (see [`MAX_SENDS`] and [`MAX_SENDS_UNDER_CHURN`]).
 #[derive(Default)]
 pub(crate) struct Sends {
     sent: usize,
+    /// Sends whose token died with no newer pair to explain it (see [`MAX_SENDS`]).
+    unexplained: usize,
     /// How many refreshes this client had sent when the token that last died (ours) was put
     /// on the request.
     died_at: Option<u64>,
@@ -879,9 +883,24 @@ impl Sends {
                 "401 invalid_token: the token on the request was dead"
             );
         }
+        // A token that died because a newer pair replaced it (another caller's refresh, or
+        // another process's, taken from the store since the last death: no refresh of ours in
+        // between) shows the session moving on, not failing: such deaths do not use up
+        // `MAX_SENDS`. A fleet whose tokens rotate faster than this process gets a request
+        // answered can kill a few in a row (seen with two processes, the token dying every 300
+        // calls, one of them starved of CPU).
+        let Some(dead) = dead else {
+            return false;
+        };
+        let churn = match dead {
+            Dead::Replaced => true,
+            Dead::Ours { .. } => self.died_at == Some(refreshes_before),
+        };
+        if !churn {
+            self.unexplained += 1;
+        }
         match dead {
-            None => false,
-            Some(_) if self.sent == MAX_SENDS => false,
+            _ if self.unexplained == MAX_SENDS || self.sent == MAX_SENDS_UNDER_CHURN => false,
             // Our own token died again, it was put on after a refresh of ours that followed
             // the first death, and no request was ever answered with it: the server may be
             // refusing every new token, so give the answer back (one refresh per call). A
@@ -889,16 +908,16 @@ impl Sends {
             // (churn), one another process refreshed and this one took from the store does not
             // count, nor does a refresh of ours sent while this request was already out with
             // such a token.
-            Some(Dead::Ours { proven: false })
+            Dead::Ours { proven: false }
                 if self.died_at.is_some_and(|before| refreshes_before > before) =>
             {
                 false
             }
-            Some(Dead::Ours { .. }) => {
+            Dead::Ours { .. } => {
                 self.died_at = Some(refreshes_before);
                 true
             }
-            Some(Dead::Replaced) => true,
+            Dead::Replaced => true,
         }
     }
 
@@ -906,7 +925,7 @@ impl Sends {
     /// keeping).
     #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
     pub(crate) fn may_follow(&self) -> bool {
-        self.sent + 1 < MAX_SENDS
+        self.sent + 1 < MAX_SENDS_UNDER_CHURN
     }
 }
 
@@ -916,6 +935,11 @@ impl Sends {
 /// so requests in flight during a refresh fail) leads to a retry with the new token, no
 /// refresh.
 const MAX_SENDS: usize = 3;
+
+/// How many times `send_authorized` sends one request at most when its tokens keep dying
+/// because newer pairs replaced them (tokens rotating across a fleet faster than this process
+/// gets an answer); the call's deadline bounds them too.
+const MAX_SENDS_UNDER_CHURN: usize = 8;
 
 /// How many times one send takes a token that expired by the clock the moment it arrived: a
 /// server handing out tokens that are dead on arrival must not keep a caller refreshing. (A
@@ -938,5 +962,58 @@ fn revoked(event: Event) -> RevokeResponse {
     match event {
         Event::LoggedOut { redirect_url } => RevokeResponse { redirect_url },
         _ => RevokeResponse::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Dead, MAX_SENDS_UNDER_CHURN, Sends};
+
+    const PROVEN: Option<Dead> = Some(Dead::Ours { proven: true });
+    const UNPROVEN: Option<Dead> = Some(Dead::Ours { proven: false });
+
+    #[test]
+    fn three_deaths_with_our_own_refreshes_between_end_the_call() {
+        let mut sends = Sends::default();
+        assert!(sends.again(PROVEN, 0));
+        assert!(sends.again(PROVEN, 1));
+        assert!(!sends.again(PROVEN, 2));
+    }
+
+    #[test]
+    fn a_token_from_our_own_refresh_that_never_worked_ends_the_call_at_once() {
+        let mut sends = Sends::default();
+        assert!(sends.again(PROVEN, 0));
+        assert!(!sends.again(UNPROVEN, 1));
+    }
+
+    #[test]
+    fn tokens_replaced_by_newer_pairs_go_on_to_the_churn_bound() {
+        // Pairs taken from the store (no refresh of ours since the first death), and tokens
+        // another caller had already replaced, each found dead by the time of the answer.
+        let mut sends = Sends::default();
+        assert!(sends.again(PROVEN, 4));
+        let mut answers = 1;
+        while sends.again(
+            if answers % 2 == 0 {
+                Some(Dead::Replaced)
+            } else {
+                UNPROVEN
+            },
+            4,
+        ) {
+            answers += 1;
+            assert!(answers < 100, "no bound");
+        }
+        assert_eq!(answers + 1, MAX_SENDS_UNDER_CHURN);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_dead_token_ends_the_call() {
+        let mut sends = Sends::default();
+        assert!(!sends.again(None, 0));
+        let mut sends = Sends::default();
+        assert!(sends.again(Some(Dead::Replaced), 0));
+        assert!(!sends.again(None, 0));
     }
 }
