@@ -181,8 +181,11 @@ impl Scene {
         }
     }
 
+    /// The fleet, once each of its processes holds the session (see [`Fleet::await_ready`]).
     fn fleet(&self) -> Fleet {
-        Fleet::start(&self.job(), PROCESSES, ENTRY)
+        let fleet = Fleet::start(&self.job(), PROCESSES, ENTRY);
+        fleet.await_ready();
+        fleet
     }
 
     /// Lets the fleet recover for [`RECOVERY`], and on until it has refreshed twice (at most 30 s
@@ -300,7 +303,8 @@ fn pause(seconds: f64) {
     std::thread::sleep(Duration::from_secs_f64(seconds));
 }
 
-/// The fleet's first refreshes happen before any fault.
+/// The fleet's first refreshes happen before any fault (counted from the moment every
+/// process has had a call answered).
 const WARM_UP: f64 = 1.0;
 /// After a fault, long enough for the fleet to recover and refresh again a few times.
 const RECOVERY: f64 = 4.0;

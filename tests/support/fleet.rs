@@ -246,9 +246,11 @@ fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, jo
     };
     let started = Instant::now();
     let slowest = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(std::sync::Once::new());
     let threads: Vec<_> = (0..job.threads)
         .map(|_| {
             let (client, stop, slowest) = (client.clone(), job.stop.clone(), slowest.clone());
+            let ready = ready.clone();
             let limit = job.calls;
             let (pace, accept_429) = (Duration::from_millis(job.pace_ms), job.accept_429);
             std::thread::spawn(move || {
@@ -266,7 +268,13 @@ fn calls<S: SessionStore + 'static>(client: BlockingClient<UreqTransport, S>, jo
                     report.calls += 1;
                     std::thread::sleep(pace);
                     let failure = match outcome {
-                        Ok(answer) if answer.status() == StatusCode::OK => continue,
+                        Ok(answer) if answer.status() == StatusCode::OK => {
+                            ready.call_once(|| {
+                                std::fs::write(ready_marker(&stop, std::process::id()), b"")
+                                    .unwrap();
+                            });
+                            continue;
+                        }
                         Ok(answer)
                             if accept_429 && answer.status() == StatusCode::TOO_MANY_REQUESTS =>
                         {
@@ -315,6 +323,30 @@ impl Fleet {
         Fleet {
             children: (0..count).map(|_| job.spawn(entry)).collect(),
             stop: job.stop.clone(),
+        }
+    }
+
+    /// Waits until every worker has had a call answered 200 (so each holds the session in
+    /// memory: a fault injected before that would meet a process with nothing to go on with,
+    /// whose calls rightly fail; on a loaded machine a process can take over a second to get
+    /// there). At most 60 s.
+    pub fn await_ready(&self) {
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .children
+                .iter()
+                .filter(|child| ready_marker(&self.stop, child.id()).exists())
+                .count();
+            if ready == self.children.len() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{ready} of {} workers had a call answered within 60 s",
+                self.children.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -373,6 +405,13 @@ impl Drop for Fleet {
             let _ = child.wait();
         }
     }
+}
+
+/// The file a worker creates beside the stop file once a call of its was answered 200.
+fn ready_marker(stop: &Path, pid: u32) -> PathBuf {
+    let mut name = stop.as_os_str().to_owned();
+    name.push(format!(".ready-{pid}"));
+    PathBuf::from(name)
 }
 
 /// The reports summed up, for assertions and messages.

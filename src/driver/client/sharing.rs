@@ -280,13 +280,6 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         let until = earliest(deadline.at(), started + STORE_BUDGET);
         self.give_back_owed(until).await;
         let outcome = self.follow_store(until, deadline).await;
-        if let Err(Error::Store(_error)) = &outcome {
-            trace::event!(
-                warn,
-                error = %_error,
-                "the store could not be read: calls go on with the tokens in memory"
-            );
-        }
         let failures = {
             let mut shared = sharing.state();
             shared.failures = match &outcome {
@@ -309,8 +302,19 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 let nothing_here = shared.synced.is_none() && shared.ending.is_none();
                 drop(shared);
                 if nothing_here && self.session().state() != State::LoggedIn {
+                    trace::event!(
+                        warn,
+                        error = %error,
+                        "the store could not be read, and this process holds no session yet: \
+                         the call fails"
+                    );
                     return Err(Error::Store(error));
                 }
+                trace::event!(
+                    warn,
+                    error = %error,
+                    "the store could not be read: calls go on with the tokens in memory"
+                );
                 Ok(())
             }
             Err(other) => Err(other),
