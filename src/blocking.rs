@@ -280,9 +280,9 @@ impl<T: Transport, S: SessionStore> BlockingClient<T, S> {
     /// (`/api/v1/users/me`) goes to this instance. If the answer is 401 `invalid_token`,
     /// refreshes once and retries; if the token on it had meanwhile been replaced by another
     /// caller's refresh (or another process's, through the store), retries with the new token.
-    /// At most three sends whose token died unexplained, eight in all (tokens rotating across
-    /// a fleet faster than this process is answered), within the call's deadline; the last
-    /// answer is returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
+    /// At most eight sends within the call's deadline (tokens rotating across a fleet faster
+    /// than this process is answered), resting on at most two refreshes of this client's own;
+    /// the last answer is returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
     /// `String`, a `Vec<u8>`. A JSON call:
     ///
     /// ```no_run

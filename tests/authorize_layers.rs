@@ -520,11 +520,13 @@ const WORKER: &str = "PEERTUBE_SESSION_MIDDLEWARE_WORKER";
 const WORKER_TASKS: usize = 8;
 const WORKER_CALLS: usize = 80;
 /// More than the calls in the air at once in both processes (16), but few enough that the
-/// pair rotates about twenty times a run: a worker slower than the other (one started later,
-/// or starved of CPU) finds the pairs it takes from the store already replaced, several times
-/// in a row. Before such deaths stopped counting against a call's three sends, this failed 19
-/// runs of 20 (and with 300 uses, 1 of 5 soak runs beside a build).
-const WORKER_USES: u64 = 60;
+/// pair rotates about eight times a run: a worker slower than the other (one started later, or
+/// starved of CPU) finds the pairs it takes from the store already replaced or used up, several
+/// times in a row. Measured beside a build, runs failed before and after calls stopped spending
+/// their three sends on pairs other processes made (BENCHMARKS.md): with 60 uses, 19 of 20 and
+/// 1 of 25; with 100, 15 of 30 and 2 of 30 (a call over its two refreshes of its own); with
+/// 150, 1 of 30 and 0 of 30; with 300, 1 soak run of 5 before.
+const WORKER_USES: u64 = 150;
 
 /// A worker: its tasks send their calls through a `ClientWithMiddleware` whose session is the
 /// file store's; every call must be answered 200. Does nothing in the normal test run.

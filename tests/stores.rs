@@ -511,3 +511,65 @@ fn a_client_with_a_good_token_takes_a_newer_pair_at_its_next_periodic_read() {
         "{counters:?}"
     );
 }
+
+/// `b`'s token dies, `b` refreshes it; before `b`'s request with the new token reaches the
+/// server, `a` (another process, as far as `b` can tell) takes that pair from the store and
+/// refreshes it, which kills it. `b`'s token from its own refresh died before anything here was
+/// answered with it, which alone would end the call (a server refusing every new token); the
+/// store shows it was replaced, so `b` sends once more, with the newer pair, and is answered.
+#[test]
+fn a_token_of_our_own_refresh_another_process_refreshed_before_we_used_it_is_replaced() {
+    let fake = fake();
+    let store = Arc::new(MemoryStore::new());
+    let a = Arc::new(
+        BlockingClient::new(transport(&fake), instance())
+            .with_config(config(&fake))
+            .with_store(store.clone()),
+    );
+    let api_calls = Arc::new(AtomicUsize::new(0));
+    let b_transport = {
+        let (fake, a, api_calls) = (fake.clone(), a.clone(), api_calls.clone());
+        move |request: http::Request<Body>| {
+            if request.uri().path() != "/api/v1/users/me" {
+                return Ok(fake.handle(&request));
+            }
+            match api_calls.fetch_add(1, Ordering::SeqCst) {
+                // The token `b` logged in with, killed on the server (say, by an admin).
+                0 => Ok(http::Response::builder()
+                    .status(401)
+                    .header("content-type", "application/problem+json; charset=utf-8")
+                    .body(br#"{"status":401,"code":"invalid_token"}"#.to_vec())
+                    .unwrap()),
+                // `b`'s new token on the wire: `a` refreshes it first.
+                1 => {
+                    fake.advance(Duration::from_secs(3600));
+                    let a = a.clone();
+                    std::thread::spawn(move || a.ensure_fresh())
+                        .join()
+                        .unwrap()
+                        .unwrap();
+                    Ok(fake.handle(&request))
+                }
+                _ => Ok(fake.handle(&request)),
+            }
+        }
+    };
+    let b = BlockingClient::new(b_transport, instance())
+        .with_config(config(&fake))
+        .with_store(store.clone());
+    b.login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    let answer = b.send_authorized(me()).unwrap();
+    assert_eq!(answer.status(), 200);
+    let counters = fake.counters();
+    assert_eq!(api_calls.load(Ordering::SeqCst), 3, "{counters:?}");
+    assert_eq!(
+        (
+            counters.refreshes,
+            counters.invalid_grants,
+            counters.live_sessions
+        ),
+        (2, 0, 1),
+        "{counters:?}"
+    );
+}

@@ -538,7 +538,15 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             let sent = self
                 .send_with_token(request.clone(), deadline, body_limit)
                 .await?;
-            let dead = self.observed(&sent.ticket, &sent.response);
+            let dead = self
+                .observed_with_store(
+                    &sent.ticket,
+                    &sent.response,
+                    &sends,
+                    sent.refreshes_before,
+                    deadline,
+                )
+                .await;
             if !sends.again(dead, sent.refreshes_before) {
                 return Ok(sent);
             }
@@ -564,6 +572,45 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 Dead::Replaced
             }
         })
+    }
+
+    /// [`observed`](Self::observed), and for a token from this client's own refresh that died
+    /// before any request here was answered with it (which would end the call: the server may
+    /// be refusing every new token), a read of the store first: another process may have taken
+    /// that pair, used it and refreshed it, and a newer pair there makes it replaced, not
+    /// refused. Where other processes share the pairs (this client has taken one of theirs),
+    /// one may have used it up before the store shows its refresh: the death counts as churn,
+    /// and the call's bound on refreshes of its own stops a server that refuses every token.
+    pub(crate) async fn observed_with_store<B: AsRef<[u8]>>(
+        &self,
+        ticket: &Authorized,
+        response: &Response<B>,
+        sends: &Sends,
+        refreshes_before: u64,
+        deadline: CallDeadline,
+    ) -> Option<Dead> {
+        let dead = self.observed(ticket, response);
+        if !sends.gives_back(dead, refreshes_before) {
+            return dead;
+        }
+        // A store that fails leaves the answer as it was.
+        if self.sync(true, deadline).await.is_ok() && !self.session().is_current(ticket) {
+            trace::event!(
+                debug,
+                "a token of our own refresh died unused here, and the store holds a newer pair: \
+                 another process took it and refreshed it"
+            );
+            return Some(Dead::Replaced);
+        }
+        if self.sharing.state().pairs_from_elsewhere {
+            trace::event!(
+                debug,
+                "a token of our own refresh died unused here; other processes share the pairs, \
+                 so it may have served them: refreshed again"
+            );
+            return Some(Dead::Ours { proven: true });
+        }
+        dead
     }
 
     /// Before any answer told this process the server's time, a pair that looks due or
@@ -784,9 +831,9 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// (`/api/v1/users/me`) goes to this instance. If the answer is 401 `invalid_token`,
     /// refreshes once and retries; if the token on it had meanwhile been replaced by another
     /// caller's refresh (or another process's, through the store), retries with the new token.
-    /// At most three sends whose token died unexplained, eight in all (tokens rotating across
-    /// a fleet faster than this process is answered), within the call's deadline; the last
-    /// answer is returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
+    /// At most eight sends within the call's deadline (tokens rotating across a fleet faster
+    /// than this process is answered), resting on at most two refreshes of this client's own;
+    /// the last answer is returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
     /// `String`, a `Vec<u8>` (for JSON, with its `Content-Type` header).
     pub async fn send_authorized<B: Into<Body>>(
         &self,
@@ -859,12 +906,12 @@ pub(crate) enum Dead {
     Ours { proven: bool },
 }
 
-/// How one call's sends go on after each answer (see [`MAX_SENDS`] and [`MAX_SENDS_UNDER_CHURN`]).
+/// How one call's sends go on after each answer (see [`MAX_SENDS`] and [`MAX_REFRESHES`]).
 #[derive(Default)]
 pub(crate) struct Sends {
     sent: usize,
-    /// Sends whose token died with no newer pair to explain it (see [`MAX_SENDS`]).
-    unexplained: usize,
+    /// Sends whose token came from a refresh of this client made after the last death.
+    refreshed: usize,
     /// How many refreshes this client had sent when the token that last died (ours) was put
     /// on the request.
     died_at: Option<u64>,
@@ -883,36 +930,25 @@ impl Sends {
                 "401 invalid_token: the token on the request was dead"
             );
         }
-        // A token that died because a newer pair replaced it (another caller's refresh, or
-        // another process's, taken from the store since the last death: no refresh of ours in
-        // between) shows the session moving on, not failing: such deaths do not use up
-        // `MAX_SENDS`. A fleet whose tokens rotate faster than this process gets a request
-        // answered can kill a few in a row (seen with two processes, the token dying every 300
-        // calls, one of them starved of CPU).
         let Some(dead) = dead else {
             return false;
         };
-        let churn = match dead {
-            Dead::Replaced => true,
-            Dead::Ours { .. } => self.died_at == Some(refreshes_before),
-        };
-        if !churn {
-            self.unexplained += 1;
+        if self.died_at.is_some_and(|before| refreshes_before > before) {
+            self.refreshed += 1;
         }
         match dead {
-            _ if self.unexplained == MAX_SENDS || self.sent == MAX_SENDS_UNDER_CHURN => false,
+            _ if self.sent == MAX_SENDS => false,
             // Our own token died again, it was put on after a refresh of ours that followed
-            // the first death, and no request was ever answered with it: the server may be
-            // refusing every new token, so give the answer back (one refresh per call). A
-            // token that served other requests first was used up or revoked like any other
-            // (churn), one another process refreshed and this one took from the store does not
-            // count, nor does a refresh of ours sent while this request was already out with
-            // such a token.
-            Dead::Ours { proven: false }
-                if self.died_at.is_some_and(|before| refreshes_before > before) =>
-            {
-                false
-            }
+            // the last death, and no request was ever answered with it: the server may be
+            // refusing every new token, so give the answer back. A token that served other
+            // requests first was used up or revoked like any other (churn), one another
+            // process refreshed and this one took from the store does not count, nor does a
+            // refresh of ours sent while this request was already out with such a token, nor
+            // one whose pair the store shows replaced (another process took it and refreshed
+            // it: `observed_with_store` makes that `Replaced`).
+            _ if self.gives_back(Some(dead), refreshes_before) => false,
+            // Another death of the current token would cost one more refresh of ours.
+            Dead::Ours { .. } if self.refreshed == MAX_REFRESHES => false,
             Dead::Ours { .. } => {
                 self.died_at = Some(refreshes_before);
                 true
@@ -921,25 +957,34 @@ impl Sends {
         }
     }
 
+    /// Whether this death ends the call by the rule for tokens of our own refresh: our token
+    /// died again, it was put on after a refresh of ours that followed the last death, and no
+    /// request here was ever answered with it.
+    pub(crate) fn gives_back(&self, dead: Option<Dead>, refreshes_before: u64) -> bool {
+        dead == Some(Dead::Ours { proven: false })
+            && self.died_at.is_some_and(|before| refreshes_before > before)
+    }
+
     /// Whether one more send could follow the next one (so a copy of the request is worth
     /// keeping).
     #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
     pub(crate) fn may_follow(&self) -> bool {
-        self.sent + 1 < MAX_SENDS_UNDER_CHURN
+        self.sent + 1 < MAX_SENDS
     }
 }
 
 /// How many times `send_authorized` sends one request at most. A 401 `invalid_token` for the
-/// session's current token leads to one refresh and a retry; a 401 for a token another caller
-/// has already replaced (PeerTube kills the old access token when a refresh rotates the pair,
-/// so requests in flight during a refresh fail) leads to a retry with the new token, no
-/// refresh.
-const MAX_SENDS: usize = 3;
+/// session's current token leads to a refresh (or to the pair another process saved) and a
+/// retry; a 401 for a token another caller has already replaced (PeerTube kills the old access
+/// token when a refresh rotates the pair, so requests in flight during a refresh fail) leads to
+/// a retry with the new token, no refresh. Tokens rotating across a fleet faster than this
+/// process gets an answer can kill several in a row; the call's deadline bounds the sends too.
+const MAX_SENDS: usize = 8;
 
-/// How many times `send_authorized` sends one request at most when its tokens keep dying
-/// because newer pairs replaced them (tokens rotating across a fleet faster than this process
-/// gets an answer); the call's deadline bounds them too.
-const MAX_SENDS_UNDER_CHURN: usize = 8;
+/// How many refreshes of this client one call's retries may rest on: pairs another process
+/// made (taken from the store) and tokens another caller replaced cost none. The token
+/// endpoint's rate limit counts every refresh.
+const MAX_REFRESHES: usize = 2;
 
 /// How many times one send takes a token that expired by the clock the moment it arrived: a
 /// server handing out tokens that are dead on arrival must not keep a caller refreshing. (A
@@ -967,13 +1012,13 @@ fn revoked(event: Event) -> RevokeResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::{Dead, MAX_SENDS_UNDER_CHURN, Sends};
+    use super::{Dead, MAX_SENDS, Sends};
 
     const PROVEN: Option<Dead> = Some(Dead::Ours { proven: true });
     const UNPROVEN: Option<Dead> = Some(Dead::Ours { proven: false });
 
     #[test]
-    fn three_deaths_with_our_own_refreshes_between_end_the_call() {
+    fn a_call_rests_on_two_refreshes_of_its_own_at_most() {
         let mut sends = Sends::default();
         assert!(sends.again(PROVEN, 0));
         assert!(sends.again(PROVEN, 1));
@@ -988,24 +1033,27 @@ mod tests {
     }
 
     #[test]
-    fn tokens_replaced_by_newer_pairs_go_on_to_the_churn_bound() {
-        // Pairs taken from the store (no refresh of ours since the first death), and tokens
-        // another caller had already replaced, each found dead by the time of the answer.
+    fn pairs_others_made_go_on_to_the_bound_on_sends() {
+        // Pairs taken from the store (no refresh of ours since the first death), worked here
+        // or not, and tokens another caller had already replaced, each found dead by the time
+        // of the answer.
+        let kinds = [PROVEN, UNPROVEN, Some(Dead::Replaced)];
         let mut sends = Sends::default();
         assert!(sends.again(PROVEN, 4));
         let mut answers = 1;
-        while sends.again(
-            if answers % 2 == 0 {
-                Some(Dead::Replaced)
-            } else {
-                UNPROVEN
-            },
-            4,
-        ) {
+        while sends.again(kinds[answers % 3], 4) {
             answers += 1;
             assert!(answers < 100, "no bound");
         }
-        assert_eq!(answers + 1, MAX_SENDS_UNDER_CHURN);
+        assert_eq!(answers + 1, MAX_SENDS);
+    }
+
+    #[test]
+    fn a_replaced_token_needs_no_refresh_of_ours_after_the_last_one() {
+        let mut sends = Sends::default();
+        assert!(sends.again(PROVEN, 0));
+        assert!(sends.again(PROVEN, 1));
+        assert!(sends.again(Some(Dead::Replaced), 2));
     }
 
     #[test]

@@ -92,7 +92,9 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 return Ok(response);
             }
             let (response, whole) = D::read_whole(response, self.config.body_limit()).await?;
-            let dead = self.observed(&ticket, &whole);
+            let dead = self
+                .observed_with_store(&ticket, &whole, &sends, refreshes_before, deadline)
+                .await;
             if !sends.again(dead, refreshes_before) {
                 return Ok(response);
             }

@@ -70,6 +70,9 @@ pub(super) struct Shared {
     pub(super) settled: Option<u64>,
     /// The lease of a save that failed, kept to write this client's pair back under it.
     pub(super) retained: Option<Taken>,
+    /// This client has taken a pair another process made: its pairs serve other processes
+    /// too, so a token that died before any answer here may have worked there.
+    pub(super) pairs_from_elsewhere: bool,
     /// Store reads that failed in a row.
     pub(super) failures: u32,
     /// No early refresh before this moment.
@@ -449,7 +452,10 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                         (None, None) => {}
                     }
                     match record.session {
-                        Some(saved) => session.adopt(saved)?,
+                        Some(saved) => {
+                            session.adopt(saved)?;
+                            shared.pairs_from_elsewhere = true;
+                        }
                         None => session.forget(),
                     }
                     shared.ending = record.ending.map(|ending| (ending, record.lineage));
