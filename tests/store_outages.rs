@@ -348,3 +348,69 @@ fn a_garbled_file_costs_calls_nothing_and_the_next_logout_or_login_replaces_it()
     assert_eq!(first.send_authorized(me()).unwrap().status(), 200);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_pair_the_store_could_not_take_serves_calls_while_the_store_is_away() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, MINUTE);
+    login(&client);
+    // The refresh's save is refused (a full disk): the new pair is this client's alone.
+    store.fail_saves.store(true, Ordering::SeqCst);
+    fake.advance(Duration::from_secs(LIFETIME));
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(fake.counters().refreshes, 1);
+    // Then every step fails: calls past the read interval go on with that pair.
+    store.away.store(true, Ordering::SeqCst);
+    let steps = store.steps.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    }
+    assert!(
+        store.steps.load(Ordering::Relaxed) > steps,
+        "the store was read"
+    );
+    assert_eq!(fake.counters().refreshes, 1);
+}
+
+#[test]
+fn a_client_that_found_the_store_empty_and_then_meets_it_away_says_the_store_is_away() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let newcomer = client(&fake, &store, MINUTE);
+    assert!(
+        matches!(newcomer.access_token(), Err(Error::InvalidState { .. })),
+        "nobody logged in yet"
+    );
+    // Another process logs in; then the store goes away before this one reads it again.
+    login(&client(&fake, &store, MINUTE));
+    store.away.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        matches!(
+            newcomer.access_token(),
+            Err(Error::Store(StoreError::Unavailable { .. }))
+        ),
+        "not `InvalidState`: what the store held before says nothing of now"
+    );
+    store.away.store(false, Ordering::SeqCst);
+    newcomer.access_token().unwrap();
+}
+
+#[test]
+fn callers_of_a_client_with_no_session_yet_each_wait_for_the_slow_store() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    login(&client(&fake, &store, MINUTE));
+    // Each store step takes 100 ms: the first caller's read is under way when the others come.
+    store.step_delay_ms.store(100, Ordering::SeqCst);
+    let newcomer = Arc::new(client(&fake, &store, MINUTE));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let newcomer = newcomer.clone();
+            std::thread::spawn(move || newcomer.send_authorized(me()).map(|a| a.status()))
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.join().unwrap().unwrap(), 200);
+    }
+    assert_eq!(fake.counters().logins, 1);
+}

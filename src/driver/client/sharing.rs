@@ -264,7 +264,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Brings the session up to the store, at most every [`STORE_CHECK_INTERVAL`] (unless
     /// `now_please`), within [`STORE_BUDGET`]; one caller reads, the others go on. A store that
     /// fails is read again later (after a pause that doubles, up to a second); its failure
-    /// reaches the caller only when there is no session here at all to go on with.
+    /// reaches the caller only when there is no session here to go on with and no ending known
+    /// (a logout or a refused refresh, which is the answer then).
     pub(super) async fn sync(&self, now_please: bool, deadline: CallDeadline) -> Result<(), Error> {
         let sharing = &self.sharing;
         let started = Instant::now();
@@ -301,15 +302,15 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
             Ok(_) => Ok(()),
             Err(Error::Store(error)) => {
-                let shared = sharing.state();
-                let nothing_here = shared.synced.is_none() && shared.ending.is_none();
-                drop(shared);
-                if nothing_here && self.session().state() != State::LoggedIn {
+                // With no session here and no ending known, only the store can tell whether
+                // there is one (an empty store read earlier may have been filled since).
+                let ending_known = sharing.state().ending.is_some();
+                if !ending_known && self.session().state() != State::LoggedIn {
                     trace::event!(
                         warn,
                         error = %error,
-                        "the store could not be read, and this process holds no session yet: \
-                         the call fails"
+                        "the store could not be read, and this process holds no session: the \
+                         call fails"
                     );
                     return Err(Error::Store(error));
                 }
