@@ -414,3 +414,43 @@ fn callers_of_a_client_with_no_session_yet_each_wait_for_the_slow_store() {
     }
     assert_eq!(fake.counters().logins, 1);
 }
+
+/// A refresh whose save the store refused (a full disk) leaves the new pair with this client
+/// alone, and the pair it replaced in the store, its refresh token spent. The client keeps the
+/// lease until it has written its pair back: another client, whose copy of the old pair has
+/// expired, waits for that pair instead of refreshing the spent one (`invalid_grant`, which
+/// the store would then carry to every process as the session's end).
+#[test]
+fn the_lease_of_a_refused_save_is_kept_until_the_pair_is_written_back() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let refusing = store.clone();
+    let a = Arc::new(hooked_client(&fake, &store, MINUTE, move || {
+        refusing.fail_saves.store(true, Ordering::SeqCst)
+    }));
+    let b = client(&fake, &store, MINUTE);
+    login(&a);
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    fake.advance(Duration::from_secs(LIFETIME));
+    assert_eq!(a.send_authorized(me()).unwrap().status(), 200);
+    store.fail_saves.store(false, Ordering::SeqCst);
+    // `a` writes its pair back at its next read of the store, while `b` waits for the lease.
+    let writer = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            a.send_authorized(me()).map(|answer| answer.status())
+        })
+    };
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(writer.join().unwrap().unwrap(), 200);
+    let counters = fake.counters();
+    assert_eq!(
+        (
+            counters.refreshes,
+            counters.invalid_grants,
+            counters.live_sessions
+        ),
+        (1, 0, 1),
+        "{counters:?}"
+    );
+}
