@@ -285,6 +285,15 @@ fn a_written_back_pair_is_refreshed_only_once_it_settled() {
         None,
         "the refresh's maker saved it"
     );
+    // Wiped once more: this write-back is a new one (its own mark), so it settles anew; one
+    // taken for the write-back that settled before would be refreshed at once.
+    store.wipe();
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    let started = Instant::now();
+    client.ensure_fresh().unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    assert_eq!(fake.counters().refreshes, 2);
 }
 
 #[test]
