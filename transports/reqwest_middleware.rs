@@ -24,8 +24,8 @@ use std::sync::Arc;
 /// another caller or process already saved) and sends the request again when
 /// [`reqwest::Request::try_clone`] can copy it; a streaming body that cannot be copied gets its
 /// 401 back, and the session is refreshed for the next request. As many sends as
-/// [`AsyncClient::send_authorized`] makes. Requests to any other origin, and requests with their own
-/// `Authorization`, go down untouched.
+/// [`AsyncClient::send_authorized`] makes. Requests to any other origin, and requests with their
+/// own `Authorization`, go down untouched.
 ///
 /// Every request to the instance is sent with the session's token, public routes included: so
 /// the session must be logged in. Before the login, and once it has ended (a logout here or in

@@ -103,9 +103,9 @@ impl<Svc, T, S> Layer<Svc> for AuthorizeLayer<T, S> {
 /// wrapped service. On a 401 `invalid_token` it refreshes once (or takes the pair another
 /// caller or process already saved) and sends the request again when its body can be copied
 /// ([`TryCloneBody`]); a body that cannot be copied gets its 401 back, and the session is
-/// refreshed for the next request. As many sends as
-/// [`AsyncClient::send_authorized`] makes. Requests to any other origin, and requests with their own
-/// `Authorization`, go through untouched.
+/// refreshed for the next request. As many sends as [`AsyncClient::send_authorized`] makes.
+/// Requests to any other origin, and requests with their own `Authorization`, go through
+/// untouched.
 ///
 /// Every request to the instance is sent with the session's token, public routes included: so
 /// the session must be logged in. Before the login, and once it has ended (a logout here or in

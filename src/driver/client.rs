@@ -833,8 +833,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// caller's refresh (or another process's, through the store), retries with the new token.
     /// At most eight sends within the call's deadline (tokens rotating across a fleet faster
     /// than this process is answered), resting on at most two refreshes of this client's own;
-    /// the last answer is returned whatever its status. Any body that converts into [`Body`] will do: `()`, a
-    /// `String`, a `Vec<u8>` (for JSON, with its `Content-Type` header).
+    /// the last answer is returned whatever its status. Any body that converts into [`Body`]
+    /// will do: `()`, a `String`, a `Vec<u8>` (for JSON, with its `Content-Type` header).
     pub async fn send_authorized<B: Into<Body>>(
         &self,
         request: Request<B>,
