@@ -184,12 +184,20 @@ fn a_client_with_no_session_of_its_own_and_the_store_away_says_so() {
     login(&client(&fake, &store, MINUTE));
     store.away.store(true, Ordering::SeqCst);
     let newcomer = client(&fake, &store, MINUTE);
+    // Not `InvalidState`: the session is in the store, out of reach.
+    the_store_is_away_until_it_is_back(&newcomer, &store);
+}
+
+/// With `store` away, `newcomer` (holding no session) gets the store's error, and the session
+/// once the store is back.
+fn the_store_is_away_until_it_is_back(
+    newcomer: &BlockingClient<Transport, Arc<FaultyStore>>,
+    store: &FaultyStore,
+) {
+    let got = newcomer.access_token();
     assert!(
-        matches!(
-            newcomer.access_token(),
-            Err(Error::Store(StoreError::Unavailable { .. }))
-        ),
-        "not `InvalidState`: the session is in the store, out of reach"
+        matches!(got, Err(Error::Store(StoreError::Unavailable { .. }))),
+        "{got:?}"
     );
     store.away.store(false, Ordering::SeqCst);
     newcomer.access_token().unwrap();
@@ -394,15 +402,8 @@ fn a_client_that_found_the_store_empty_and_then_meets_it_away_says_the_store_is_
     login(&client(&fake, &store, MINUTE));
     store.away.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        matches!(
-            newcomer.access_token(),
-            Err(Error::Store(StoreError::Unavailable { .. }))
-        ),
-        "not `InvalidState`: what the store held before says nothing of now"
-    );
-    store.away.store(false, Ordering::SeqCst);
-    newcomer.access_token().unwrap();
+    // Not `InvalidState`: what the store held before says nothing of now.
+    the_store_is_away_until_it_is_back(&newcomer, &store);
 }
 
 #[test]
