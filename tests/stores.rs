@@ -53,6 +53,16 @@ fn fake_with_uses(uses: u64) -> FakePeerTube {
         .build()
 }
 
+/// A blocking client of `store`, on the fake's clock.
+fn client_of<S: SessionStore>(
+    fake: &FakePeerTube,
+    store: S,
+) -> BlockingClient<impl peertube_session::blocking::Transport + use<S>, S> {
+    BlockingClient::new(transport(fake), instance())
+        .with_config(config(fake))
+        .with_store(store)
+}
+
 /// A blocking client of `store`, on the fake's clock, whose calls end after `call_timeout`.
 fn client_with_call_timeout<S: SessionStore>(
     fake: &FakePeerTube,
@@ -154,9 +164,7 @@ fn a_refused_refresh_reaches_every_client_as_login_required_and_relogin_repairs_
     let fake = fake();
     let store = Arc::new(MemoryStore::new());
     let blocking = |relogin: bool| {
-        let client = BlockingClient::new(transport(&fake), instance())
-            .with_config(config(&fake))
-            .with_store(store.clone());
+        let client = client_of(&fake, store.clone());
         if relogin {
             client.with_relogin(Relogin::new(|| {
                 Some(Credentials::password("alice", "new-pw"))
@@ -231,9 +239,7 @@ fn relogin_never_undoes_a_logout_and_a_wrong_password_is_the_answer() {
 fn a_save_that_fails_costs_the_call_nothing_and_the_pair_is_written_back_later() {
     let fake = fake();
     let store = FaultyStore::new();
-    let client = BlockingClient::new(transport(&fake), instance())
-        .with_config(config(&fake))
-        .with_store(store.clone());
+    let client = client_of(&fake, store.clone());
     client
         .login(&Credentials::password("alice", "alice-pw"))
         .unwrap();
@@ -341,11 +347,7 @@ fn a_client_waiting_for_the_lease_takes_the_pair_its_holder_saved_before_giving_
 fn after_a_401_a_client_takes_the_pair_another_saved_and_sends_no_refresh() {
     let fake = fake();
     let store = Arc::new(MemoryStore::new());
-    let refresher = Arc::new(
-        BlockingClient::new(transport(&fake), instance())
-            .with_config(config(&fake))
-            .with_store(store.clone()),
-    );
+    let refresher = Arc::new(client_of(&fake, store.clone()));
     refresher
         .login(&Credentials::password("alice", "alice-pw"))
         .unwrap();
@@ -388,11 +390,7 @@ fn a_stored_pair_that_is_dead_too_is_refreshed_not_handed_back() {
     // instead of giving back the second 401 as if its own refresh had failed.
     let fake = fake_with_uses(1);
     let store = Arc::new(MemoryStore::new());
-    let client = || {
-        BlockingClient::new(transport(&fake), instance())
-            .with_config(config(&fake))
-            .with_store(store.clone())
-    };
+    let client = || client_of(&fake, store.clone());
     let (a, b) = (client(), client());
     a.login(&Credentials::password("alice", "alice-pw"))
         .unwrap();
@@ -413,9 +411,7 @@ fn a_second_401_is_not_handed_back_for_a_refresh_of_ours_sent_after_the_request_
     // refresh of `b` produced: it waits for that refresh and gets its answer.
     let fake = fake_with_uses(2);
     let store = Arc::new(MemoryStore::new());
-    let a = BlockingClient::new(transport(&fake), instance())
-        .with_config(config(&fake))
-        .with_store(store.clone());
+    let a = client_of(&fake, store.clone());
     let wait = Duration::from_secs(10);
     let (start, started) = mpsc::channel::<()>();
     let (refresh_out, refresh_is_out) = mpsc::channel::<()>();
@@ -521,11 +517,7 @@ fn a_client_with_a_good_token_takes_a_newer_pair_at_its_next_periodic_read() {
 fn a_token_of_our_own_refresh_another_process_refreshed_before_we_used_it_is_replaced() {
     let fake = fake();
     let store = Arc::new(MemoryStore::new());
-    let a = Arc::new(
-        BlockingClient::new(transport(&fake), instance())
-            .with_config(config(&fake))
-            .with_store(store.clone()),
-    );
+    let a = Arc::new(client_of(&fake, store.clone()));
     let api_calls = Arc::new(AtomicUsize::new(0));
     let b_transport = {
         let (fake, a, api_calls) = (fake.clone(), a.clone(), api_calls.clone());
