@@ -933,7 +933,7 @@ impl Sends {
         let Some(dead) = dead else {
             return false;
         };
-        if self.died_at.is_some_and(|before| refreshes_before > before) {
+        if self.after_our_refresh(refreshes_before) {
             self.refreshed += 1;
         }
         match dead {
@@ -961,8 +961,13 @@ impl Sends {
     /// died again, it was put on after a refresh of ours that followed the last death, and no
     /// request here was ever answered with it.
     pub(crate) fn gives_back(&self, dead: Option<Dead>, refreshes_before: u64) -> bool {
-        dead == Some(Dead::Ours { proven: false })
-            && self.died_at.is_some_and(|before| refreshes_before > before)
+        dead == Some(Dead::Ours { proven: false }) && self.after_our_refresh(refreshes_before)
+    }
+
+    /// Whether the token on this send came after a refresh of this client that followed the
+    /// last death.
+    fn after_our_refresh(&self, refreshes_before: u64) -> bool {
+        self.died_at.is_some_and(|before| refreshes_before > before)
     }
 
     /// Whether one more send could follow the next one (so a copy of the request is worth
