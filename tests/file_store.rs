@@ -256,6 +256,121 @@ fn a_lock_held_by_a_stuck_process_is_busy_by_the_deadline_not_a_hang() {
         run(store.save(Version::EMPTY, record(), None, far())),
         Ok(Version(1))
     );
+    // Opening a store waits (up to five seconds) for a lock another process holds a moment.
+    held.lock().unwrap();
+    let opened = std::thread::scope(|scope| {
+        let opening = scope.spawn(|| FileStore::open(&path));
+        std::thread::sleep(Duration::from_millis(200));
+        held.unlock().unwrap();
+        opening.join().unwrap()
+    });
+    assert!(opened.is_ok(), "{opened:?}");
+}
+
+/// `FileStore::open("session.json")`: the record in the working directory, whose name as a
+/// parent is empty. Run in a process of its own started in a scratch directory (a test cannot
+/// change its own process's working directory under the others).
+#[test]
+fn a_store_named_by_a_bare_file_name_lives_in_the_working_directory() {
+    const CHILD: &str = "PEERTUBE_SESSION_TEST_BARE_NAME";
+    if std::env::var_os(CHILD).is_some() {
+        let store = FileStore::open("session.json").unwrap();
+        assert_eq!(
+            run(store.save(Version::EMPTY, record(), None, far())),
+            Ok(Version(1))
+        );
+        return;
+    }
+    let scratch = Scratch::new("bare-name");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_store_named_by_a_bare_file_name_lives_in_the_working_directory",
+        ])
+        .env(CHILD, "1")
+        .current_dir(&scratch.0)
+        .output()
+        .unwrap();
+    assert!(child.status.success(), "{child:?}");
+    let store = FileStore::open(scratch.file()).unwrap();
+    assert_eq!(run(store.version(far())), Ok(Version(1)));
+}
+
+/// A file over a megabyte is not a session record (one is a few hundred bytes): no more than
+/// that is read, and it is refused however well-formed.
+#[test]
+fn a_file_over_a_megabyte_is_not_read_as_a_record() {
+    let scratch = Scratch::new("large");
+    let path = scratch.file();
+    let store = FileStore::open(&path).unwrap();
+    for (length, readable) in [(1 << 20, true), ((1 << 20) + 1, false)] {
+        // The record's JSON, padded with white space up to `length` bytes.
+        let mut bytes = record().to_json();
+        bytes.resize(length, b' ');
+        std::fs::write(&path, bytes).unwrap();
+        let loaded = run(store.load(far()));
+        if readable {
+            assert_eq!(loaded.unwrap().session, record().session);
+        } else {
+            assert_eq!(
+                loaded,
+                Err(StoreError::Corrupt(
+                    "the file is too large to be a session record"
+                ))
+            );
+        }
+    }
+}
+
+#[test]
+fn a_directory_where_the_record_should_be_is_an_error_not_a_hang() {
+    let scratch = Scratch::new("record-directory");
+    let path = scratch.file();
+    let store = FileStore::open(&path).unwrap();
+    // Opened, a directory refuses to be read (EISDIR): an error, not a read tried again.
+    std::fs::create_dir(&path).unwrap();
+    let (sender, answers) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send((run(store.version(far())), run(store.load(far()))));
+    });
+    let (version, load) = answers
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the store answers");
+    for error in [version.unwrap_err(), load.unwrap_err()] {
+        assert_eq!(fault(&error), Some(StoreFault::Other), "{error:?}");
+        assert!(
+            error.to_string().contains("cannot read the session file"),
+            "{error}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_record_that_cannot_be_opened_is_an_error_not_an_empty_store() {
+    let scratch = Scratch::new("unopenable");
+    let path = scratch.file();
+    let store = FileStore::open(&path).unwrap();
+    // A link to itself: opening it fails, and not because it is missing.
+    std::os::unix::fs::symlink(&path, &path).unwrap();
+    for error in [
+        run(store.version(far())).unwrap_err(),
+        run(store.load(far())).unwrap_err(),
+    ] {
+        assert_eq!(fault(&error), Some(StoreFault::Other), "{error:?}");
+        assert!(
+            error.to_string().contains("cannot open the session file"),
+            "{error}"
+        );
+    }
+    let lease = path.with_file_name("session.json.lease");
+    std::os::unix::fs::symlink(&lease, &lease).unwrap();
+    let error = run(store.try_lease(Duration::from_secs(1), far())).unwrap_err();
+    assert_eq!(fault(&error), Some(StoreFault::Other), "{error:?}");
+    assert!(
+        error.to_string().contains("cannot open the lease file"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -55,6 +55,8 @@ async fn exercise(store: &impl SessionStore, other: &impl SessionStore) {
 
     let long = Duration::from_secs(60);
     let first = store.try_lease(long, far()).await.unwrap().unwrap();
+    // Held for its whole time to live, not a moment.
+    std::thread::sleep(Duration::from_millis(30));
     assert_eq!(other.try_lease(long, far()).await.unwrap(), None);
     store.release(first.clone(), far()).await.unwrap();
     let short = other
@@ -112,7 +114,77 @@ fn the_async_store_does_the_same_on_tokio() {
             .await
             .unwrap();
         exercise(&store, &other).await;
+        let printed = format!("{store:?}");
+        assert!(
+            printed.starts_with("AsyncRedisStore") && printed.contains("|alice}:record"),
+            "{printed}"
+        );
     });
+}
+
+#[test]
+fn a_command_whose_deadline_has_passed_is_not_sent() {
+    let Some(server) = RedisServer::start(None) else {
+        return;
+    };
+    let passed = Instant::now();
+    let blocking = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
+    let error = run(blocking.save(Version::EMPTY, record(), None, passed)).unwrap_err();
+    assert_eq!(fault(&error), Some(StoreFault::TimedOut), "{error:?}");
+    assert!(error.to_string().contains("no time left"), "{error}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = AsyncRedisStore::open(&server.url(), &instance(), "alice")
+            .await
+            .unwrap();
+        let error = store
+            .save(Version::EMPTY, record(), None, passed)
+            .await
+            .unwrap_err();
+        assert_eq!(fault(&error), Some(StoreFault::TimedOut), "{error:?}");
+        assert!(error.to_string().contains("no time left"), "{error}");
+    });
+    assert_eq!(run(blocking.version(far())), Ok(Version::EMPTY));
+}
+
+/// A command that timed out is not sent again (its outcome is unknown: the caller reads the
+/// store to learn it), so a paused Redis costs a call one command timeout, not two.
+#[test]
+fn a_command_that_timed_out_is_not_sent_again() {
+    let Some(server) = RedisServer::start(None) else {
+        return;
+    };
+    let blocking = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let asynchronous = runtime
+        .block_on(AsyncRedisStore::open(&server.url(), &instance(), "alice"))
+        .unwrap();
+    // A deadline past the stores' five-second command timeout: a second try would fit in it.
+    server.pause();
+    let started = Instant::now();
+    let until = Instant::now() + Duration::from_secs(8);
+    let (blocking_error, async_error) = std::thread::scope(|scope| {
+        let blocking = scope.spawn(|| run(blocking.version(until)));
+        let asynchronous = runtime.block_on(asynchronous.version(until));
+        (blocking.join().unwrap(), asynchronous)
+    });
+    let waited = started.elapsed();
+    server.resume();
+    for error in [blocking_error, async_error] {
+        assert_eq!(
+            error.as_ref().err().and_then(fault),
+            Some(StoreFault::TimedOut),
+            "{error:?}"
+        );
+    }
+    assert!(waited < Duration::from_millis(6500), "{waited:?}");
 }
 
 #[test]
@@ -123,7 +195,13 @@ fn a_password_in_the_url_is_used_and_never_printed() {
     let url = format!("redis://:s3cret-pass@127.0.0.1:{}/", server.port());
     let store = RedisStore::open(&url, &instance(), "alice").unwrap();
     assert_eq!(run(store.version(far())), Ok(Version::EMPTY));
-    assert!(!format!("{store:?}").contains("s3cret"));
+    let printed = format!("{store:?}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+    // What it does print names the store and the session it holds.
+    assert!(
+        printed.starts_with("RedisStore") && printed.contains("|alice}:record"),
+        "{printed}"
+    );
 
     let wrong = format!("redis://:wrong-pass@127.0.0.1:{}/", server.port());
     let error = RedisStore::open(&wrong, &instance(), "alice").unwrap_err();
@@ -135,6 +213,8 @@ fn a_password_in_the_url_is_used_and_never_printed() {
     let none = RedisStore::open(&server.url(), &instance(), "alice").unwrap_err();
     assert_eq!(fault(&none), Some(StoreFault::Authentication), "{none:?}");
     assert!(none.to_string().contains("authentication failed"), "{none}");
+    // Redis's own code and words are kept.
+    assert!(none.to_string().contains("NOAUTH Authentication"), "{none}");
 }
 
 #[test]
@@ -212,17 +292,59 @@ fn a_paused_redis_costs_a_command_no_more_than_its_caller_allows() {
         return;
     };
     let store = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
+    run(store.save(Version::EMPTY, record(), None, far())).unwrap();
     server.pause();
     let started = Instant::now();
-    let error = run(store.version(Instant::now() + Duration::from_millis(200))).unwrap_err();
+    let error = run(store.load(Instant::now() + Duration::from_millis(200))).unwrap_err();
     let waited = started.elapsed();
     server.resume();
     assert_eq!(fault(&error), Some(StoreFault::TimedOut), "{error:?}");
-    assert!(error.to_string().contains("timed out"), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("timed out") && text.contains("no answer"),
+        "{text}"
+    );
+    assert!(!text.contains("refused"), "{text}");
     assert!(waited < Duration::from_millis(700), "{waited:?}");
-    // The connection that timed out is not reused (its late answer would be read as the next
-    // one's): the next command gets the right answer.
-    assert_eq!(run(store.version(far())), Ok(Version::EMPTY));
+    // The connection that timed out is not reused (its late answer, the record, would be read
+    // as the next command's): the next commands get their own answers.
+    assert_eq!(run(store.version(far())), Ok(Version(1)));
+    assert_eq!(run(store.load(far())).unwrap().session, record().session);
+}
+
+#[test]
+fn at_most_four_idle_connections_are_kept_open() {
+    let Some(server) = RedisServer::start(None) else {
+        return;
+    };
+    let store = std::sync::Arc::new(RedisStore::open(&server.url(), &instance(), "alice").unwrap());
+    // Eight commands in the air at once, each on a connection of its own: Redis, paused, answers
+    // none of them until all have been sent.
+    server.pause();
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || run(store.version(far())))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    server.resume();
+    for caller in callers {
+        assert_eq!(caller.join().unwrap(), Ok(Version::EMPTY));
+    }
+    let mut probe = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut clients = Vec::new();
+    // Four kept, four closed (Redis notices a close in its own time), and this probe.
+    let settled = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut probe).unwrap();
+        clients.push(list.lines().count());
+        clients.last() == Some(&5)
+    });
+    assert!(settled, "clients seen: {clients:?}");
 }
 
 #[test]
@@ -310,6 +432,88 @@ fn a_connection_closed_by_the_other_end_is_dropped_not_refused() {
     let error = RedisStore::open(&url, &instance(), "alice").unwrap_err();
     assert_eq!(fault(&error), Some(StoreFault::Dropped), "{error:?}");
     assert!(error.to_string().contains("connection dropped"), "{error}");
+}
+
+/// An error answer (here: the record's key holds a list) is the caller's at once: sent again
+/// it would only be refused again.
+#[test]
+fn an_error_answer_is_given_back_not_sent_again() {
+    let Some(server) = RedisServer::start(None) else {
+        return;
+    };
+    let blocking = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let asynchronous = runtime
+        .block_on(AsyncRedisStore::open(&server.url(), &instance(), "alice"))
+        .unwrap();
+    let mut probe = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("LPUSH")
+        .arg("peertube-session:{https://video.example.org|alice}:record")
+        .arg("not a record")
+        .query::<()>(&mut probe)
+        .unwrap();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query::<()>(&mut probe)
+        .unwrap();
+    let errors = [
+        run(blocking.load(far())).unwrap_err(),
+        runtime.block_on(asynchronous.load(far())).unwrap_err(),
+    ];
+    for error in &errors {
+        assert_eq!(fault(error), Some(StoreFault::Other), "{error:?}");
+        assert!(
+            error.to_string().contains("refused the command: WRONGTYPE"),
+            "{error}"
+        );
+    }
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut probe)
+        .unwrap();
+    assert!(stats.contains("cmdstat_get:calls=2,"), "{stats}");
+}
+
+/// A value over a megabyte is not a session record (one is a few hundred bytes): refused before
+/// it is parsed, however well-formed.
+#[test]
+fn a_value_over_a_megabyte_is_not_read_as_a_record() {
+    let Some(server) = RedisServer::start(None) else {
+        return;
+    };
+    let store = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
+    let mut connection = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let key = "peertube-session:{https://video.example.org|alice}:record";
+    for (length, readable) in [(1 << 20, true), ((1 << 20) + 1, false)] {
+        // The record's JSON, padded with white space up to `length` bytes.
+        let mut value = record().to_json();
+        value.resize(length, b' ');
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(&mut connection)
+            .unwrap();
+        let loaded = run(store.load(far()));
+        if readable {
+            assert_eq!(loaded.unwrap().session, record().session);
+        } else {
+            assert_eq!(
+                loaded,
+                Err(StoreError::Corrupt(
+                    "the value is too large to be a session record"
+                ))
+            );
+        }
+    }
 }
 
 #[test]

@@ -187,7 +187,7 @@ impl RedisStore {
                 if !error.is_io_error() {
                     self.keep(connection);
                 }
-                Err(failure("Redis refused the command", &error))
+                Err(command_failure(&error))
             }
         }
     }
@@ -391,7 +391,7 @@ impl AsyncRedisStore {
                         retried = true;
                         continue;
                     }
-                    return Err(failure("Redis refused the command", &error));
+                    return Err(command_failure(&error));
                 }
             }
         }
@@ -531,6 +531,15 @@ fn ttl_ms(ttl: Duration) -> u64 {
 
 /// What a Redis error says happened, in words that never hold the URL (it may carry a
 /// password).
+/// A command's failure: refused by Redis (an error answer), or no answer at all.
+fn command_failure(error: &redis::RedisError) -> StoreError {
+    if error.is_io_error() {
+        failure("the Redis command got no answer", error)
+    } else {
+        failure("Redis refused the command", error)
+    }
+}
+
 fn failure(what: &str, error: &redis::RedisError) -> StoreError {
     let code = error.code();
     let fault = if error.kind() == redis::ErrorKind::AuthenticationFailed
@@ -549,6 +558,8 @@ fn failure(what: &str, error: &redis::RedisError) -> StoreError {
     let detail = match (code, error.detail()) {
         (Some(code), Some(detail)) => format!("{code} {detail}"),
         (Some(code), None) => code.to_owned(),
+        // The OS's words for what the socket met (a timeout, a reset): never a secret.
+        _ if error.is_io_error() => error.to_string(),
         _ => format!("{:?}", error.kind()),
     };
     StoreError::unavailable(fault, format!("{what}: {detail}"))
