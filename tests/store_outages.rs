@@ -56,17 +56,23 @@ fn hooked_client(
     call_timeout: Duration,
     before_refresh: impl Fn() + Send + Sync + 'static,
 ) -> BlockingClient<Transport, Arc<FaultyStore>> {
+    client_over(fake, store, call_timeout, transport(fake, before_refresh))
+}
+
+fn client_over(
+    fake: &FakePeerTube,
+    store: &Arc<FaultyStore>,
+    call_timeout: Duration,
+    transport: Transport,
+) -> BlockingClient<Transport, Arc<FaultyStore>> {
     let clock = fake.clone();
     let config = Config::builder()
         .clock(move || clock.now())
         .call_timeout(call_timeout)
         .build();
-    BlockingClient::new(
-        transport(fake, before_refresh),
-        Instance::new("http://127.0.0.1:9").unwrap(),
-    )
-    .with_config(config)
-    .with_store(store.clone())
+    BlockingClient::new(transport, Instance::new("http://127.0.0.1:9").unwrap())
+        .with_config(config)
+        .with_store(store.clone())
 }
 
 fn me() -> http::Request<()> {
@@ -461,6 +467,189 @@ fn the_lease_of_a_refused_save_is_kept_until_the_pair_is_written_back() {
             counters.live_sessions
         ),
         (1, 0, 1),
+        "{counters:?}"
+    );
+}
+
+#[test]
+fn a_login_gives_the_store_s_lease_back_at_once() {
+    let fake = fake();
+    let store = FaultyStore::new();
+    login(&client(&fake, &store, MINUTE));
+    // Free for the next process, not held until it expires.
+    let lease = pollster::block_on(peertube_session::store::SessionStore::try_lease(
+        &store,
+        MINUTE,
+        Instant::now() + MINUTE,
+    ));
+    assert!(matches!(lease, Ok(Some(_))), "{lease:?}");
+}
+
+#[test]
+fn a_login_waits_for_a_store_away_a_moment_and_then_for_its_lease() {
+    let fake = fake();
+    let store = FaultyStore::new();
+    let client = client(&fake, &store, MINUTE);
+    // The store is away, and back with its lease held by another process's login.
+    store.away.store(true, Ordering::SeqCst);
+    store.lease_taken.store(true, Ordering::SeqCst);
+    std::thread::scope(|scope| {
+        let login = scope.spawn(|| login(&client));
+        std::thread::sleep(STORE_BUDGET / 2);
+        store.away.store(false, Ordering::SeqCst);
+        // Gone without the lease while it was away for less than the store budget, the login
+        // would have been sent by now.
+        std::thread::sleep(STORE_BUDGET * 2);
+        assert_eq!(fake.counters().logins, 0);
+        store.lease_taken.store(false, Ordering::SeqCst);
+        login.join().unwrap();
+    });
+    assert_eq!(fake.counters().logins, 1);
+}
+
+/// A login revokes the pair it replaced; one whose access token has expired (401
+/// `invalid_token`) is refreshed first, then revoked.
+#[test]
+fn a_login_revokes_the_pair_it_replaced_even_once_its_access_token_expired() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    login(&client(&fake, &store, MINUTE));
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    login(&client(&fake, &store, MINUTE));
+    let counters = fake.counters();
+    assert_eq!(
+        (
+            counters.logins,
+            counters.refreshes,
+            counters.revocations,
+            counters.live_sessions
+        ),
+        (2, 1, 1, 1),
+        "{counters:?}"
+    );
+}
+
+/// The same, with the refreshed pair's revocation refused as well (the server turned it away
+/// once more): nothing more is tried, no second refresh.
+#[test]
+fn a_replaced_pair_whose_refreshed_token_is_refused_too_is_refreshed_only_once() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    login(&client(&fake, &store, MINUTE));
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    let revocations = std::sync::atomic::AtomicU64::new(0);
+    let server = fake.clone();
+    let refusing: Transport = Box::new(move |mut request| {
+        let is_revocation = request.uri().path() == "/api/v1/users/revoke-token";
+        if is_revocation && revocations.fetch_add(1, Ordering::SeqCst) == 1 {
+            // The fake's own 401 `invalid_token`, for a token it does not know.
+            request.headers_mut().insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("Bearer refused"),
+            );
+        }
+        Ok(server.handle(&request))
+    });
+    login(&client_over(&fake, &store, MINUTE, refusing));
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.logins, counters.refreshes, counters.revocations),
+        (2, 1, 0),
+        "{counters:?}"
+    );
+}
+
+/// A client whose save failed keeps the store's lease, and its next refresh is made under it
+/// at once: the lease is its own, not another process's to wait for. (The store takes no
+/// writes, as a read-only directory: neither a save nor giving the lease back.)
+#[test]
+fn the_lease_kept_from_a_refused_save_serves_the_next_refresh() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let refusing = store.clone();
+    let client = hooked_client(&fake, &store, Duration::from_secs(2), move || {
+        refusing.fail_saves.store(true, Ordering::SeqCst);
+        refusing.fail_releases.store(true, Ordering::SeqCst);
+    });
+    login(&client);
+    for refreshes in 1..=2 {
+        fake.advance(Duration::from_secs(LIFETIME + 1));
+        assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+        assert_eq!(fake.counters().refreshes, refreshes);
+    }
+}
+
+/// Another process logged out while this client waited for the lease to refresh: once it has
+/// the lease, it finds the logout, and re-login does not undo it.
+#[test]
+fn a_logout_found_under_the_lease_is_not_undone_by_relogin() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client =
+        client(&fake, &store, MINUTE).with_relogin(peertube_session::blocking::Relogin::new(
+            || Some(Credentials::password("alice", "alice-pw")),
+        ));
+    login(&client);
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    // Another process holds the lease, and logs out.
+    store.lease_taken.store(true, Ordering::SeqCst);
+    std::thread::scope(|scope| {
+        let call = scope.spawn(|| client.send_authorized(me()).map(|answer| answer.status()));
+        std::thread::sleep(Duration::from_millis(200));
+        let mut record = store.record();
+        record.ending = Some(Ending::LoggedOut);
+        if let Some(session) = record.session.as_mut() {
+            session.tokens = None;
+        }
+        store.put(record);
+        std::thread::sleep(Duration::from_millis(200));
+        store.lease_taken.store(false, Ordering::SeqCst);
+        assert_eq!(call.join().unwrap(), Err(Error::LoggedOut));
+    });
+    assert_eq!(fake.counters().logins, 1);
+}
+
+/// The lease kept from a refused save serves only a refresh of the pair it was kept for: once
+/// the store was wiped and another process logged in, the client waits for the store's lease
+/// like everyone else (here held by a third process) before it refreshes that process's pair,
+/// and the pair it held, superseded, is revoked.
+#[test]
+fn the_lease_kept_from_a_refused_save_does_not_serve_another_process_s_pair() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    // The save of `a`'s first refresh fails.
+    let refusing = store.clone();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let a = hooked_client(&fake, &store, Duration::from_secs(1), move || {
+        if first.swap(false, Ordering::SeqCst) {
+            refusing.fail_saves.store(true, Ordering::SeqCst);
+        }
+    });
+    login(&a);
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    assert_eq!(a.send_authorized(me()).unwrap().status(), 200);
+    // The store restarted empty, and another process logged in before `a` wrote back.
+    store.fail_saves.store(false, Ordering::SeqCst);
+    store.wipe();
+    let b = client(&fake, &store, MINUTE);
+    login(&b);
+    assert_eq!(a.send_authorized(me()).unwrap().status(), 200);
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    store.lease_taken.store(true, Ordering::SeqCst);
+    assert_eq!(
+        a.send_authorized(me()).unwrap_err(),
+        Error::Store(StoreError::LeaseBusy)
+    );
+    // `a`'s first refresh, and the one that let it revoke its superseded pair (whose access
+    // token had expired): none of `b`'s pair while the lease is another's.
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.refreshes, counters.revocations),
+        (2, 1),
+        "{counters:?}"
+    );
+    store.lease_taken.store(false, Ordering::SeqCst);
+    assert_eq!(a.send_authorized(me()).unwrap().status(), 200);
+    assert_eq!(b.send_authorized(me()).unwrap().status(), 200);
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.invalid_grants, counters.live_sessions),
+        (0, 1),
         "{counters:?}"
     );
 }

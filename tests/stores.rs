@@ -199,6 +199,14 @@ fn a_refused_refresh_reaches_every_client_as_login_required_and_relogin_repairs_
 }
 
 #[test]
+fn relogin_prints_whether_it_asks_for_a_code_and_never_a_credential() {
+    let relogin = Relogin::new(|| Some(Credentials::password("alice", "alice-pw")));
+    assert_eq!(format!("{relogin:?}"), "Relogin { otp: false, .. }");
+    let relogin = relogin.with_otp(|| Some("123456".to_owned()));
+    assert_eq!(format!("{relogin:?}"), "Relogin { otp: true, .. }");
+}
+
+#[test]
 fn relogin_never_undoes_a_logout_and_a_wrong_password_is_the_answer() {
     let fake = fake();
     let client = BlockingClient::new(transport(&fake), instance())

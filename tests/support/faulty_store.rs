@@ -68,6 +68,14 @@ impl FaultyStore {
         if self.away.load(Ordering::SeqCst) {
             return Err(StoreError::unavailable(StoreFault::Refused, "store away"));
         }
+        // As every networked store does (tests/redis_store.rs): a step asked for past its
+        // caller's deadline is not sent.
+        if Instant::now() >= until {
+            return Err(StoreError::unavailable(
+                StoreFault::TimedOut,
+                "no time left for the store",
+            ));
+        }
         if self.stalled.load(Ordering::SeqCst) {
             // As a blocking store does: it keeps to `until` itself.
             std::thread::sleep(until.saturating_duration_since(Instant::now()));

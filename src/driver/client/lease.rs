@@ -41,6 +41,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         let mut pause = LEASE_FIRST_PAUSE;
         #[cfg(feature = "tracing")]
         let asked = Instant::now();
+        let mut failure = None;
+        let mut tried = false;
         loop {
             // Checked at every turn: a write-back of this process may have it for a moment.
             if let Some(taken) = self.retained_lease(store_until).await {
@@ -48,30 +50,35 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
             // The lease that stands in the way may be one this client owes.
             self.give_back_owed(store_until).await;
-            let failure = match self.try_lease(store_until).await {
-                Ok(Some(taken)) => {
-                    #[cfg(feature = "tracing")]
-                    if asked.elapsed() > self.config.timeout() {
-                        // A live holder gives it back within its exchange's timeout.
-                        trace::event!(
-                            warn,
-                            fence = taken.lease.fence(),
-                            waited_ms = trace::millis_since(asked),
-                            "refresh lease taken once its time ran out: its holder died or hung"
-                        );
-                    } else {
-                        trace::event!(
-                            debug,
-                            fence = taken.lease.fence(),
-                            waited_ms = trace::millis_since(asked),
-                            "refresh lease taken"
-                        );
+            // A try once the time is up is no try (a networked store refuses it for want of
+            // time, which says nothing of the lease): the last try's outcome stands.
+            if !tried || Instant::now() < store_until {
+                tried = true;
+                failure = match self.try_lease(store_until).await {
+                    Ok(Some(taken)) => {
+                        #[cfg(feature = "tracing")]
+                        if asked.elapsed() > self.config.timeout() {
+                            // A live holder gives it back within its exchange's timeout.
+                            trace::event!(
+                                warn,
+                                fence = taken.lease.fence(),
+                                waited_ms = trace::millis_since(asked),
+                                "refresh lease taken once its time ran out: its holder died or hung"
+                            );
+                        } else {
+                            trace::event!(
+                                debug,
+                                fence = taken.lease.fence(),
+                                waited_ms = trace::millis_since(asked),
+                                "refresh lease taken"
+                            );
+                        }
+                        return Ok(Some(taken));
                     }
-                    return Ok(Some(taken));
-                }
-                Ok(None) => None,
-                Err(error) => Some(error),
-            };
+                    Ok(None) => None,
+                    Err(error) => Some(error),
+                };
+            }
             let left = store_until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 if needed == Need::Early {

@@ -185,9 +185,10 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         session.state() == State::LoggedIn && !session.refresh_expired(now)
     }
 
-    /// Best effort: revokes a pair a login replaced. An expired access token cannot be revoked
-    /// (401 `invalid_token`): the pair is refreshed first, then revoked.
-    async fn revoke_replaced(&self, replaced: SavedSession, deadline: CallDeadline) {
+    /// Best effort: revokes a pair a login replaced, or one of this client's that another
+    /// process's newer pair superseded. An expired access token cannot be revoked (401
+    /// `invalid_token`): the pair is refreshed first, then revoked.
+    pub(super) async fn revoke_replaced(&self, replaced: SavedSession, deadline: CallDeadline) {
         let Ok(mut old) = Session::restore(replaced) else {
             return;
         };

@@ -427,11 +427,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                     shared.authored = false;
                 }
                 Reconcile::Take => {
-                    if shared.authored
-                        && let Ok((request, pending)) = session.logout()
-                    {
-                        session.abandon(pending);
-                        orphan = Some(request);
+                    if shared.authored && session.state() == State::LoggedIn {
+                        orphan = Some(session.save());
                     }
                     match (&record.session, &record.ending) {
                         (_, Some(Ending::LoggedOut)) => trace::event!(
@@ -474,12 +471,10 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             }
             (decision, orphan)
         };
-        if let Some(mut request) = orphan
-            && self.stamp(&mut request, deadline).is_ok()
-        {
+        if let Some(orphan) = orphan {
             // Superseded and held by nobody else: revoked so that no server session is left
-            // behind. Best effort: the answer changes nothing here.
-            let _ = self.transport.send(request).await;
+            // behind (refreshed first if its access token expired while this client was idle).
+            self.revoke_replaced(orphan, deadline).await;
         }
         Ok(Some(decision))
     }
