@@ -472,17 +472,38 @@ fn the_lease_of_a_refused_save_is_kept_until_the_pair_is_written_back() {
 }
 
 #[test]
-fn a_login_gives_the_store_s_lease_back_at_once() {
+fn a_login_and_a_refresh_give_the_store_s_lease_back_at_once() {
     let fake = fake();
     let store = FaultyStore::new();
-    login(&client(&fake, &store, MINUTE));
-    // Free for the next process, not held until it expires.
-    let lease = pollster::block_on(peertube_session::store::SessionStore::try_lease(
-        &store,
-        MINUTE,
-        Instant::now() + MINUTE,
-    ));
-    assert!(matches!(lease, Ok(Some(_))), "{lease:?}");
+    let client = client(&fake, &store, MINUTE);
+    // Free for the next process each time, not held until it expires.
+    let lease_is_free = || {
+        let lease = pollster::block_on(peertube_session::store::SessionStore::try_lease(
+            &store,
+            MINUTE,
+            Instant::now() + MINUTE,
+        ));
+        let free = matches!(&lease, Ok(Some(_)));
+        if let Ok(Some(lease)) = lease {
+            pollster::block_on(peertube_session::store::SessionStore::release(
+                &store,
+                lease,
+                Instant::now() + MINUTE,
+            ))
+            .unwrap();
+        }
+        free
+    };
+    login(&client);
+    assert!(lease_is_free(), "after the login");
+    // An early refresh (the token still usable) and a refresh of a dead token.
+    for advance in [LIFETIME - 60, LIFETIME + 1] {
+        let refreshes = fake.counters().refreshes;
+        fake.advance(Duration::from_secs(advance));
+        assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+        assert_eq!(fake.counters().refreshes, refreshes + 1);
+        assert!(lease_is_free(), "after the refresh, {advance} s on");
+    }
 }
 
 #[test]
@@ -652,4 +673,60 @@ fn the_lease_kept_from_a_refused_save_does_not_serve_another_process_s_pair() {
         (0, 1),
         "{counters:?}"
     );
+}
+
+/// An early refresh (the token still usable) that gets no answer costs the call nothing: it
+/// goes on with the token it has, and the refresh is tried again later.
+#[test]
+fn an_early_refresh_that_gets_no_answer_costs_the_call_nothing() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let server = fake.clone();
+    let tried = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tries = tried.clone();
+    let unanswered: Transport = Box::new(move |request| {
+        let body = String::from_utf8_lossy(request.body().as_ref()).into_owned();
+        if body.contains("grant_type=refresh_token") {
+            tries.fetch_add(1, Ordering::SeqCst);
+            return Err(TransportError::of_kind(
+                peertube_session::TransportErrorKind::Timeout,
+            ));
+        }
+        Ok(server.handle(&request))
+    });
+    let client = client_over(&fake, &store, MINUTE, unanswered);
+    login(&client);
+    fake.advance(Duration::from_secs(LIFETIME - 60));
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    let counters = fake.counters();
+    assert_eq!(
+        (counters.refreshes, counters.me_requests),
+        (0, 1),
+        "{counters:?}"
+    );
+    assert_eq!(tried.load(Ordering::SeqCst), 1);
+}
+
+/// A written-back pair settles once the store has been up for the settling time in a row: a
+/// store that fails meanwhile starts the time again (a process holding a newer pair could not
+/// write it while the store was away).
+#[test]
+fn a_written_back_pair_settles_only_once_the_store_stayed_up() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, MINUTE);
+    login(&client);
+    store.wipe();
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let refresh = scope.spawn(|| client.ensure_fresh());
+        std::thread::sleep(Duration::from_millis(1000));
+        store.away.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1500));
+        store.away.store(false, Ordering::SeqCst);
+        refresh.join().unwrap().unwrap();
+    });
+    // Away from 1 s to 2.5 s: settled no earlier than 2 s after that.
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(4400), "{waited:?}");
+    assert_eq!(fake.counters().refreshes, 1);
 }

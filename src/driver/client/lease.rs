@@ -155,8 +155,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// The refresh, as the leader of this process's callers: under the store's lease, reload,
     /// refresh only if the session is still due, save.
     pub(super) async fn refresh_under_lease(&self, deadline: CallDeadline) -> Result<(), Error> {
-        self.give_back_owed(earliest(deadline.at(), Instant::now() + STORE_BUDGET))
-            .await;
+        // A lease this client owes is given back at the lease wait's every turn.
         loop {
             let needed = match self.need(self.now()) {
                 Ok(needed) => needed,
