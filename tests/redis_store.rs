@@ -34,6 +34,24 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
     pollster::block_on(future)
 }
 
+/// A current-thread tokio runtime, for the async store.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A blocking and an async store of alice's session in `server`, and the async one's runtime.
+fn both_stores(server: &RedisServer) -> (RedisStore, tokio::runtime::Runtime, AsyncRedisStore) {
+    let blocking = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
+    let runtime = runtime();
+    let asynchronous = runtime
+        .block_on(AsyncRedisStore::open(&server.url(), &instance(), "alice"))
+        .unwrap();
+    (blocking, runtime, asynchronous)
+}
+
 /// The same steps through any store: compare-and-set, the lease, fencing.
 async fn exercise(store: &impl SessionStore, other: &impl SessionStore) {
     assert_eq!(store.version(far()).await, Ok(Version::EMPTY));
@@ -102,10 +120,7 @@ fn the_async_store_does_the_same_on_tokio() {
     let Some(server) = RedisServer::start(None) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let store = AsyncRedisStore::open(&server.url(), &instance(), "alice")
             .await
@@ -133,10 +148,7 @@ fn a_command_whose_deadline_has_passed_is_not_sent() {
     assert_eq!(fault(&error), Some(StoreFault::TimedOut), "{error:?}");
     assert!(error.to_string().contains("no time left"), "{error}");
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let store = AsyncRedisStore::open(&server.url(), &instance(), "alice")
             .await
@@ -158,14 +170,7 @@ fn a_command_that_timed_out_is_not_sent_again() {
     let Some(server) = RedisServer::start(None) else {
         return;
     };
-    let blocking = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let asynchronous = runtime
-        .block_on(AsyncRedisStore::open(&server.url(), &instance(), "alice"))
-        .unwrap();
+    let (blocking, runtime, asynchronous) = both_stores(&server);
     // A deadline past the stores' five-second command timeout: a second try would fit in it.
     server.pause();
     let started = Instant::now();
@@ -251,10 +256,7 @@ fn two_async_clients_share_one_session_through_redis() {
         .build();
     let peertube = fake.serve().unwrap();
     let instance = Instance::new(&peertube.base_url()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let client = || async {
             let clock = fake.clone();
@@ -396,10 +398,7 @@ fn the_async_store_connects_again_after_a_restart() {
     let Some(mut server) = RedisServer::start(None) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let store = runtime
         .block_on(AsyncRedisStore::open(&server.url(), &instance(), "alice"))
         .unwrap();
@@ -441,14 +440,7 @@ fn an_error_answer_is_given_back_not_sent_again() {
     let Some(server) = RedisServer::start(None) else {
         return;
     };
-    let blocking = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let asynchronous = runtime
-        .block_on(AsyncRedisStore::open(&server.url(), &instance(), "alice"))
-        .unwrap();
+    let (blocking, runtime, asynchronous) = both_stores(&server);
     let mut probe = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
