@@ -549,6 +549,30 @@ fn a_login_revokes_the_pair_it_replaced_even_once_its_access_token_expired() {
     );
 }
 
+/// A replaced pair whose access token is refused before its time was revoked already (here:
+/// with every session of the account, by a password change): not refreshed to be revoked, which
+/// would only send a dead refresh token.
+#[test]
+fn a_replaced_pair_already_revoked_is_not_refreshed() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    login(&client(&fake, &store, MINUTE));
+    fake.change_password("alice", "new-pw");
+    client(&fake, &store, MINUTE)
+        .login(&Credentials::password("alice", "new-pw"))
+        .unwrap();
+    let counters = fake.counters();
+    assert_eq!(
+        (
+            counters.revoke_requests,
+            counters.refreshes,
+            counters.invalid_grants,
+            counters.live_sessions
+        ),
+        (1, 0, 0, 1),
+        "{counters:?}"
+    );
+}
+
 /// The same, with the refreshed pair's revocation refused as well (the server turned it away
 /// once more): nothing more is tried, no second refresh.
 #[test]

@@ -187,17 +187,21 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
 
     /// Best effort: revokes a pair a login replaced, or one of this client's that another
     /// process's newer pair superseded. An expired access token cannot be revoked (401
-    /// `invalid_token`): the pair is refreshed first, then revoked.
+    /// `invalid_token`): the pair is refreshed first, then revoked. A token refused before its
+    /// time is not: its pair was revoked or rotated already, and its refresh token with it.
     pub(super) async fn revoke_replaced(&self, replaced: SavedSession, deadline: CallDeadline) {
         let Ok(mut old) = Session::restore(replaced) else {
             return;
         };
-        for refreshed in [false, true] {
+        for _ in 0..2 {
+            // Read before the logout is answered: a 401 marks the token refused.
+            let expired = old.access_expired(self.now());
             let Ok(step) = old.logout() else {
                 return;
             };
             match self.send_detached(&mut old, step, deadline).await {
-                Some(Err(Error::InvalidToken(_))) if !refreshed => {
+                // A refreshed pair's token has not expired: this is the loop's last turn.
+                Some(Err(Error::InvalidToken(_))) if expired => {
                     let Ok(step) = old.refresh() else {
                         return;
                     };
