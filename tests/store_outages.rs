@@ -754,3 +754,47 @@ fn a_written_back_pair_settles_only_once_the_store_stayed_up() {
     assert!(waited >= Duration::from_millis(4400), "{waited:?}");
     assert_eq!(fake.counters().refreshes, 1);
 }
+
+/// The refresh lease outlives the refresh: the exchange's timeout and five seconds more, so
+/// that no other process takes it while the refresh, or the save after it, is under way.
+#[cfg(feature = "file-store")]
+#[test]
+fn the_refresh_lease_lives_past_the_exchange_s_timeout() {
+    use peertube_session::store::FileStore;
+    let fake = fake();
+    let dir = support::scratch_dir("lease-life");
+    let path = dir.join("session.json");
+    let lease_file = path.with_file_name("session.json.lease");
+    // What the lease file says is left of the lease when the refresh request goes out.
+    let left_ms = Arc::new(std::sync::Mutex::new(None));
+    let seen = left_ms.clone();
+    let at_refresh = move || {
+        let lease: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&lease_file).unwrap()).unwrap();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let until_ms = u128::from(lease["until_ms"].as_u64().unwrap());
+        *seen.lock().unwrap() = Some(until_ms.saturating_sub(now_ms));
+    };
+    let clock = fake.clone();
+    let config = Config::builder()
+        .clock(move || clock.now())
+        .timeout(Duration::from_secs(10))
+        .build();
+    let client = BlockingClient::new(
+        transport(&fake, at_refresh),
+        Instance::new("http://127.0.0.1:9").unwrap(),
+    )
+    .with_config(config)
+    .with_store(FileStore::open(&path).unwrap());
+    client
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    assert_eq!(client.send_authorized(me()).unwrap().status(), 200);
+    let left = left_ms.lock().unwrap().expect("a refresh was sent");
+    assert!((14_000..=15_000).contains(&left), "{left} ms");
+    let _ = std::fs::remove_dir_all(dir);
+}
