@@ -798,3 +798,51 @@ fn the_refresh_lease_lives_past_the_exchange_s_timeout() {
     assert!((14_000..=15_000).contains(&left), "{left} ms");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A call dropped by its caller while it holds the store's lease (its refresh request in the
+/// air) does not keep the lease until it runs out: it is given back at the client's next read
+/// of the store, and the next call refreshes at once.
+#[cfg(feature = "async-client")]
+#[test]
+fn a_call_dropped_while_it_held_the_lease_does_not_keep_it() {
+    use peertube_session::asynchronous::AsyncClient;
+    use std::future::Future;
+    use std::pin::Pin;
+    type Answering = Pin<Box<dyn Future<Output = Answer> + Send>>;
+    let (fake, store) = (fake(), FaultyStore::new());
+    let server = fake.clone();
+    let first_refresh = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hang_once = first_refresh.clone();
+    let transport = move |request: http::Request<Body>| -> Answering {
+        let body = String::from_utf8_lossy(request.body().as_ref()).into_owned();
+        if body.contains("grant_type=refresh_token") && hang_once.swap(false, Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
+        Box::pin(std::future::ready(Ok(server.handle(&request))))
+    };
+    let clock = fake.clone();
+    let config = Config::builder()
+        .clock(move || clock.now())
+        .call_timeout(Duration::from_secs(2))
+        .build();
+    let client = AsyncClient::new(transport, Instance::new("http://127.0.0.1:9").unwrap())
+        .with_config(config)
+        .with_store(store.clone());
+    pollster::block_on(client.login(&Credentials::password("alice", "alice-pw"))).unwrap();
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    // Polled until its refresh is in the air, then dropped.
+    let mut call = Box::pin(client.send_authorized(me()));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(call.as_mut().poll(&mut context).is_pending());
+    assert!(
+        !first_refresh.load(Ordering::SeqCst),
+        "the refresh was sent"
+    );
+    drop(call);
+    let answer = pollster::block_on(client.send_authorized(me()));
+    assert_eq!(
+        answer.map(|answer| answer.status()),
+        Ok(http::StatusCode::OK)
+    );
+    assert_eq!(fake.counters().refreshes, 1);
+}
