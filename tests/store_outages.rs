@@ -846,3 +846,18 @@ fn a_call_dropped_while_it_held_the_lease_does_not_keep_it() {
     );
     assert_eq!(fake.counters().refreshes, 1);
 }
+
+/// A written-back pair settles across calls: a client whose calls end sooner than the
+/// settling time (two seconds) goes on where its last call stopped, and refreshes, instead of
+/// failing every call.
+#[test]
+fn a_written_back_pair_settles_across_calls_shorter_than_the_settling_time() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, Duration::from_secs(1));
+    login(&client);
+    store.wipe();
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    let answered = (0..5).any(|_| client.send_authorized(me()).is_ok());
+    assert!(answered, "no call of five answered");
+    assert_eq!(fake.counters().refreshes, 1);
+}

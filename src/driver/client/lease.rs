@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// How long a written-back pair must stand unchanged in the store, the store up, before it is
 /// refreshed: the time for a process holding a newer pair (whose save the store lost) to write
 /// it over.
-const SETTLE_TIME: Duration = Duration::from_secs(2);
+pub(super) const SETTLE_TIME: Duration = Duration::from_secs(2);
 /// A refresh lease lives for the exchange's timeout plus this, to cover the reload and the save.
 const LEASE_SLACK: Duration = Duration::from_secs(5);
 /// The first and the longest pause between two tries to take a lease another process holds.
@@ -194,22 +194,30 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         }
     }
 
-    /// Follows the store until it has been up for [`SETTLE_TIME`] without a failure (or the
-    /// deadline comes), or until `done` says so; the time starts again whenever the store
-    /// fails, since a process holding a newer pair cannot write it meanwhile. What this client
-    /// holds that is newer than the store is written back on the way.
+    /// Follows the store until it has been up for [`SETTLE_TIME`] without a failure (counted
+    /// from `up_since`, where an earlier call stopped), until `done` says so, or until the
+    /// deadline; the time starts again whenever the store fails, since a process holding a
+    /// newer pair cannot write it meanwhile. What this client holds that is newer than the
+    /// store is written back on the way.
     pub(super) async fn watch_store(
         &self,
         deadline: CallDeadline,
+        mut up_since: Option<Instant>,
         done: impl Fn(&Self) -> bool,
-    ) -> bool {
-        let mut up_since: Option<Instant> = None;
+    ) -> Watched {
         loop {
             let now = Instant::now();
-            if deadline.has_passed(now) || up_since.is_some_and(|at| now - at >= SETTLE_TIME) {
-                return false;
+            if up_since.is_some_and(|at| now - at >= SETTLE_TIME) {
+                return Watched::Settled;
+            }
+            if deadline.has_passed(now) {
+                return Watched::OutOfTime { up_since };
             }
             crate::driver::sleep(STORE_AWAY_PAUSE.min(deadline.remaining(now))).await;
+            // A read with no time left is refused for want of time: it says nothing of the store.
+            if deadline.has_passed(Instant::now()) {
+                return Watched::OutOfTime { up_since };
+            }
             let step_until = earliest(deadline.at(), Instant::now() + STORE_BUDGET);
             match self.follow_store(step_until, deadline).await {
                 Err(Error::Store(_)) => up_since = None,
@@ -222,7 +230,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 }
             }
             if done(self) {
-                return true;
+                return Watched::Done;
             }
         }
     }
@@ -230,14 +238,28 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Lets the written-back record the store holds settle (see `Record::written_back`),
     /// lease released: it is refreshed once it stood unchanged for [`SETTLE_TIME`].
     pub(super) async fn await_settling(&self, deadline: CallDeadline) {
-        let mark = self.sharing.state().written_back;
-        let changed = self
-            .watch_store(deadline, |client| {
+        let (mark, since) = {
+            let shared = self.sharing.state();
+            let mark = shared.written_back;
+            let since = match shared.settling {
+                Some((settling, since)) if settling == mark => Some(since),
+                _ => None,
+            };
+            (mark, since)
+        };
+        let watched = self
+            .watch_store(deadline, since, |client| {
                 client.sharing.state().written_back != mark
             })
             .await;
-        if !changed && !deadline.has_passed(Instant::now()) {
-            self.sharing.state().settled = mark;
+        let mut shared = self.sharing.state();
+        shared.settling = None;
+        match watched {
+            Watched::Settled => shared.settled = mark,
+            Watched::OutOfTime { up_since } => {
+                shared.settling = up_since.map(|since| (mark, since));
+            }
+            Watched::Done => {}
         }
     }
 
@@ -407,10 +429,11 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// After a refusal of a pair the store does not hold: waits (while the store is up, for
     /// [`SETTLE_TIME`]) for a newer pair to appear in it, and takes it.
     pub(super) async fn awaits_newer_pair(&self, deadline: CallDeadline) -> bool {
-        self.watch_store(deadline, |client| {
+        self.watch_store(deadline, None, |client| {
             client.session().state() == State::LoggedIn
         })
         .await
+            == Watched::Done
     }
 
     /// [`save_under`](Self::save_under) at `loaded`, or, when the store could not be read, kept
@@ -487,6 +510,17 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
         }
         Saved::Yes
     }
+}
+
+/// How [`watch_store`](AsyncClient::watch_store) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Watched {
+    /// What it watched for happened.
+    Done,
+    /// The store stood up for [`SETTLE_TIME`] without it.
+    Settled,
+    /// The deadline came first; the store was up since `up_since`, if it was.
+    OutOfTime { up_since: Option<Instant> },
 }
 
 /// A lease, and until when it surely still lives.

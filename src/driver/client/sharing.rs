@@ -68,6 +68,12 @@ pub(super) struct Shared {
     /// The mark of a written-back record that stood unchanged, the store up, for
     /// [`SETTLE_TIME`]: its pair may be refreshed.
     pub(super) settled: Option<u64>,
+    /// A written-back record's mark and since when the store has been seen up with it, kept
+    /// across calls: a call whose deadline is shorter than [`SETTLE_TIME`] goes on where the
+    /// last one stopped, so that the pair settles at all.
+    ///
+    /// [`SETTLE_TIME`]: super::lease::SETTLE_TIME
+    pub(super) settling: Option<(Option<u64>, Instant)>,
     /// The lease of a save that failed, kept to write this client's pair back under it.
     pub(super) retained: Option<Taken>,
     /// This client has taken a pair another process made: its pairs serve other processes
