@@ -529,8 +529,6 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// What a Redis error says happened, in words that never hold the URL (it may carry a
-/// password).
 /// A command's failure: refused by Redis (an error answer), or no answer at all.
 fn command_failure(error: &redis::RedisError) -> StoreError {
     if error.is_io_error() {
@@ -540,6 +538,8 @@ fn command_failure(error: &redis::RedisError) -> StoreError {
     }
 }
 
+/// What a Redis error says happened, in words that never hold the URL (it may carry a
+/// password).
 fn failure(what: &str, error: &redis::RedisError) -> StoreError {
     let code = error.code();
     let fault = if error.kind() == redis::ErrorKind::AuthenticationFailed
