@@ -34,6 +34,17 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
     pollster::block_on(future)
 }
 
+/// The keys of alice's session on the test instance (`<KEYS>:record`, `:version`, …).
+const KEYS: &str = "peertube-session:{https://video.example.org|alice}";
+
+/// A plain connection to `server`, to look at or tamper with what the stores keep.
+fn connection(server: &RedisServer) -> redis::Connection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
 /// A current-thread tokio runtime, for the async store.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -334,10 +345,7 @@ fn at_most_four_idle_connections_are_kept_open() {
     for caller in callers {
         assert_eq!(caller.join().unwrap(), Ok(Version::EMPTY));
     }
-    let mut probe = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut probe = connection(&server);
     let mut clients = Vec::new();
     // Four kept, four closed (Redis notices a close in its own time), and this probe.
     let settled = (0..100).any(|_| {
@@ -441,12 +449,9 @@ fn an_error_answer_is_given_back_not_sent_again() {
         return;
     };
     let (blocking, runtime, asynchronous) = both_stores(&server);
-    let mut probe = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut probe = connection(&server);
     redis::cmd("LPUSH")
-        .arg("peertube-session:{https://video.example.org|alice}:record")
+        .arg(format!("{KEYS}:record"))
         .arg("not a record")
         .query::<()>(&mut probe)
         .unwrap();
@@ -480,17 +485,14 @@ fn a_value_over_a_megabyte_is_not_read_as_a_record() {
         return;
     };
     let store = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
-    let mut connection = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let key = "peertube-session:{https://video.example.org|alice}:record";
+    let mut connection = connection(&server);
+    let key = format!("{KEYS}:record");
     for (length, readable) in [(1 << 20, true), ((1 << 20) + 1, false)] {
         // The record's JSON, padded with white space up to `length` bytes.
         let mut value = record().to_json();
         value.resize(length, b' ');
         redis::cmd("SET")
-            .arg(key)
+            .arg(&key)
             .arg(value)
             .query::<()>(&mut connection)
             .unwrap();
@@ -515,16 +517,14 @@ fn a_value_that_is_not_a_record_is_replaced_by_a_save_and_kept_aside() {
     };
     let store = RedisStore::open(&server.url(), &instance(), "alice").unwrap();
     run(store.save(Version::EMPTY, record(), None, far())).unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut connection = client.get_connection().unwrap();
-    let key = "peertube-session:{https://video.example.org|alice}";
+    let mut connection = connection(&server);
     redis::cmd("SET")
-        .arg(format!("{key}:record"))
+        .arg(format!("{KEYS}:record"))
         .arg("garbage {")
         .query::<()>(&mut connection)
         .unwrap();
     redis::cmd("SET")
-        .arg(format!("{key}:version"))
+        .arg(format!("{KEYS}:version"))
         .arg("not a number")
         .query::<()>(&mut connection)
         .unwrap();
@@ -540,7 +540,7 @@ fn a_value_that_is_not_a_record_is_replaced_by_a_save_and_kept_aside() {
     );
     assert_eq!(run(store.load(far())).unwrap().session, record().session);
     let kept: String = redis::cmd("GET")
-        .arg(format!("{key}:corrupt"))
+        .arg(format!("{KEYS}:corrupt"))
         .query(&mut connection)
         .unwrap();
     assert_eq!(kept, "garbage {");

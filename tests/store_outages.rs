@@ -29,13 +29,17 @@ fn fake() -> FakePeerTube {
 type Answer = Result<http::Response<Vec<u8>>, TransportError>;
 type Transport = Box<dyn Fn(http::Request<Body>) -> Answer + Send + Sync>;
 
+/// Whether `request` is a refresh (a token request with the refresh-token grant).
+fn is_refresh(request: &http::Request<Body>) -> bool {
+    String::from_utf8_lossy(request.body().as_ref()).contains("grant_type=refresh_token")
+}
+
 /// The fake in process; `before_refresh` runs when a refresh request arrives, before it is
 /// answered.
 fn transport(fake: &FakePeerTube, before_refresh: impl Fn() + Send + Sync + 'static) -> Transport {
     let fake = fake.clone();
     Box::new(move |request| {
-        let body = String::from_utf8_lossy(request.body().as_ref()).into_owned();
-        if body.contains("grant_type=refresh_token") {
+        if is_refresh(&request) {
             before_refresh();
         }
         Ok(fake.handle(&request))
@@ -708,8 +712,7 @@ fn an_early_refresh_that_gets_no_answer_costs_the_call_nothing() {
     let tried = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let tries = tried.clone();
     let unanswered: Transport = Box::new(move |request| {
-        let body = String::from_utf8_lossy(request.body().as_ref()).into_owned();
-        if body.contains("grant_type=refresh_token") {
+        if is_refresh(&request) {
             tries.fetch_add(1, Ordering::SeqCst);
             return Err(TransportError::of_kind(
                 peertube_session::TransportErrorKind::Timeout,
@@ -814,8 +817,7 @@ fn a_call_dropped_while_it_held_the_lease_does_not_keep_it() {
     let first_refresh = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let hang_once = first_refresh.clone();
     let transport = move |request: http::Request<Body>| -> Answering {
-        let body = String::from_utf8_lossy(request.body().as_ref()).into_owned();
-        if body.contains("grant_type=refresh_token") && hang_once.swap(false, Ordering::SeqCst) {
+        if is_refresh(&request) && hang_once.swap(false, Ordering::SeqCst) {
             return Box::pin(std::future::pending());
         }
         Box::pin(std::future::ready(Ok(server.handle(&request))))
