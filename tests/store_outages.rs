@@ -8,88 +8,13 @@
 mod support;
 
 use peertube_session::blocking::{BlockingClient, Config, STORE_BUDGET};
-use peertube_session::fake::{FakePeerTube, FakeUser};
 use peertube_session::store::{Ending, Record, StoreError, StoreFault};
 use peertube_session::{Body, Credentials, Error, Instance, TransportError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::faulty_store::FaultyStore;
-
-const LIFETIME: u64 = 3600;
-
-fn fake() -> FakePeerTube {
-    FakePeerTube::builder()
-        .user(FakeUser::new("alice", "alice@example.org", "alice-pw"))
-        .no_rate_limit()
-        .token_lifetimes(Duration::from_secs(LIFETIME), Duration::from_secs(7200))
-        .build()
-}
-
-type Answer = Result<http::Response<Vec<u8>>, TransportError>;
-type Transport = Box<dyn Fn(http::Request<Body>) -> Answer + Send + Sync>;
-
-/// Whether `request` is a refresh (a token request with the refresh-token grant).
-fn is_refresh(request: &http::Request<Body>) -> bool {
-    String::from_utf8_lossy(request.body().as_ref()).contains("grant_type=refresh_token")
-}
-
-/// The fake in process; `before_refresh` runs when a refresh request arrives, before it is
-/// answered.
-fn transport(fake: &FakePeerTube, before_refresh: impl Fn() + Send + Sync + 'static) -> Transport {
-    let fake = fake.clone();
-    Box::new(move |request| {
-        if is_refresh(&request) {
-            before_refresh();
-        }
-        Ok(fake.handle(&request))
-    })
-}
-
-fn client(
-    fake: &FakePeerTube,
-    store: &Arc<FaultyStore>,
-    call_timeout: Duration,
-) -> BlockingClient<Transport, Arc<FaultyStore>> {
-    hooked_client(fake, store, call_timeout, || {})
-}
-
-fn hooked_client(
-    fake: &FakePeerTube,
-    store: &Arc<FaultyStore>,
-    call_timeout: Duration,
-    before_refresh: impl Fn() + Send + Sync + 'static,
-) -> BlockingClient<Transport, Arc<FaultyStore>> {
-    client_over(fake, store, call_timeout, transport(fake, before_refresh))
-}
-
-fn client_over(
-    fake: &FakePeerTube,
-    store: &Arc<FaultyStore>,
-    call_timeout: Duration,
-    transport: Transport,
-) -> BlockingClient<Transport, Arc<FaultyStore>> {
-    let clock = fake.clone();
-    let config = Config::builder()
-        .clock(move || clock.now())
-        .call_timeout(call_timeout)
-        .build();
-    BlockingClient::new(transport, Instance::new("http://127.0.0.1:9").unwrap())
-        .with_config(config)
-        .with_store(store.clone())
-}
-
-fn me() -> http::Request<()> {
-    http::Request::get("/api/v1/users/me").body(()).unwrap()
-}
-
-fn login(client: &BlockingClient<Transport, Arc<FaultyStore>>) {
-    client
-        .login(&Credentials::password("alice", "alice-pw"))
-        .unwrap();
-}
-
-const MINUTE: Duration = Duration::from_secs(60);
+use support::one_process::*;
 
 #[test]
 fn a_stalled_store_holds_a_call_with_a_usable_token_no_longer_than_the_store_budget() {
@@ -200,10 +125,7 @@ fn a_client_with_no_session_of_its_own_and_the_store_away_says_so() {
 
 /// With `store` away, `newcomer` (holding no session) gets the store's error, and the session
 /// once the store is back.
-fn the_store_is_away_until_it_is_back(
-    newcomer: &BlockingClient<Transport, Arc<FaultyStore>>,
-    store: &FaultyStore,
-) {
+fn the_store_is_away_until_it_is_back(newcomer: &Client, store: &FaultyStore) {
     let got = newcomer.access_token();
     assert!(
         matches!(got, Err(Error::Store(StoreError::Unavailable { .. }))),
@@ -258,7 +180,7 @@ fn a_pair_another_login_superseded_while_it_was_refreshed_is_revoked() {
     );
     assert_eq!(counters.live_sessions, 1, "{counters:?}");
     // The client is on the later login's pair.
-    let lineage = |c: &BlockingClient<Transport, Arc<FaultyStore>>| c.with_session(|s| s.lineage());
+    let lineage = |c: &Client| c.with_session(|s| s.lineage());
     assert_eq!(lineage(&client), lineage(&other));
     assert_eq!(store.record().lineage, lineage(&other));
 }

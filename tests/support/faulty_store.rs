@@ -1,7 +1,8 @@
 //! A memory store that fails on demand, the ways real stores fail: away (every step refused),
 //! stalled (every step hangs until its caller's `until`, as a paused Redis does), saves
 //! refused (a full disk), releases refused (the store gone between a save and the release), wiped (back to empty, as a Redis restarted without persistence), its
-//! lease held by "another process".
+//! lease held by "another process", or changed by a hand of the test the moment a lease is
+//! granted.
 #![allow(dead_code)]
 
 use peertube_session::store::{
@@ -24,7 +25,13 @@ pub struct FaultyStore {
     pub step_delay_ms: AtomicU64,
     /// Steps tried (including the failed ones).
     pub steps: AtomicU64,
+    /// Away until then, as after a restart (see [`away_for`](Self::away_for)).
+    away_until: Mutex<Option<Instant>>,
+    /// Done to the store once the next lease is granted, before its taker goes on.
+    after_lease: Mutex<Option<AfterLease>>,
 }
+
+type AfterLease = Box<dyn FnOnce(&FaultyStore) + Send>;
 
 impl FaultyStore {
     pub fn new() -> Arc<FaultyStore> {
@@ -49,6 +56,17 @@ impl FaultyStore {
         pollster::block_on(inner.save(current, record, None, until)).unwrap();
     }
 
+    /// Every step refused for `wait` from now, as by a store that restarts.
+    pub fn away_for(&self, wait: Duration) {
+        *self.away_until.lock().unwrap() = Some(Instant::now() + wait);
+    }
+
+    /// Once the next lease is granted, `act` is done to the store before the lease's taker
+    /// gets it: what happens to a store between a client's taking the lease and its next step.
+    pub fn after_next_lease(&self, act: impl FnOnce(&FaultyStore) + Send + 'static) {
+        *self.after_lease.lock().unwrap() = Some(Box::new(act));
+    }
+
     /// The record as it is now, read past every fault.
     pub fn record(&self) -> Record {
         pollster::block_on(self.inner().load(Instant::now() + Duration::from_secs(1))).unwrap()
@@ -65,7 +83,12 @@ impl FaultyStore {
 
     fn check(&self, until: Instant) -> Result<(), StoreError> {
         self.steps.fetch_add(1, Ordering::Relaxed);
-        if self.away.load(Ordering::SeqCst) {
+        let restarting = self
+            .away_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| Instant::now() < until);
+        if restarting || self.away.load(Ordering::SeqCst) {
             return Err(StoreError::unavailable(StoreFault::Refused, "store away"));
         }
         // As every networked store does (tests/redis_store.rs): a step asked for past its
@@ -118,7 +141,14 @@ impl SessionStore for FaultyStore {
         if self.lease_taken.load(Ordering::SeqCst) {
             return Ok(None);
         }
-        self.inner().try_lease(ttl, until).await
+        let lease = self.inner().try_lease(ttl, until).await?;
+        if lease.is_some() {
+            let act = self.after_lease.lock().unwrap().take();
+            if let Some(act) = act {
+                act(self);
+            }
+        }
+        Ok(lease)
     }
 
     async fn release(&self, lease: Lease, until: Instant) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 pub mod faulty_store;
+pub mod one_process;
 
 /// A fixed moment: 2026-11-27, the day the fixtures were recorded.
 pub fn t0() -> SystemTime {

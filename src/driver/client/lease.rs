@@ -197,8 +197,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
     /// Follows the store until it has been up for [`SETTLE_TIME`] without a failure (counted
     /// from `up_since`, where an earlier call stopped), until `done` says so, or until the
     /// deadline; the time starts again whenever the store fails, since a process holding a
-    /// newer pair cannot write it meanwhile. What this client holds that is newer than the
-    /// store is written back on the way.
+    /// newer pair cannot write it meanwhile.
     pub(super) async fn watch_store(
         &self,
         deadline: CallDeadline,
@@ -219,12 +218,12 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 return Watched::OutOfTime { up_since };
             }
             let step_until = earliest(deadline.at(), Instant::now() + STORE_BUDGET);
+            // A store found behind is not written back here: watching for a written-back pair
+            // to settle, that ends the watch (the store's mark changed) and the refresh loop
+            // writes ours under its lease; waiting for a newer pair, this client holds the
+            // lease, which a write-back could not take.
             match self.follow_store(step_until, deadline).await {
                 Err(Error::Store(_)) => up_since = None,
-                Ok(Some(Reconcile::WriteBack)) => {
-                    let _ = self.write_back(step_until, deadline).await;
-                    up_since.get_or_insert(now);
-                }
                 _ => {
                     up_since.get_or_insert(now);
                 }
