@@ -256,8 +256,12 @@ fn errors_are_one_line_with_the_reason_and_a_distinct_code() {
         "alice-pw\n",
     );
     assert_eq!(code(&plain), 2, "{}", text(&plain.stderr));
-    let bad_profile = world.run(&["status", "--profile", "../etc"], "");
-    assert_eq!(code(&bad_profile), 2);
+    let long = "p".repeat(65);
+    for name in ["../etc", ".hidden", long.as_str(), ""] {
+        let bad_profile = world.run(&["status", "--profile", name], "");
+        assert_eq!(code(&bad_profile), 2, "{name:?}");
+    }
+    assert_eq!(code(&world.run(&["status", "-p", &long[1..]], "")), 3);
     let usage = world.run(&["sessions", "revoke"], "");
     assert_eq!(code(&usage), 2);
     for out in [&wrong, &unreachable, &plain] {
@@ -307,10 +311,11 @@ fn two_factor_codes_come_after_the_password() {
         "bob-pw\n",
     );
     assert_eq!(code(&missing), 4);
-    assert!(
-        text(&missing.stderr).contains("two-factor code"),
-        "{}",
-        text(&missing.stderr)
+    // A script is told where a code goes.
+    assert_eq!(
+        text(&missing.stderr),
+        "peertube-session: this account needs a two-factor code (PEERTUBE_OTP, or the line \
+         after the password)\n"
     );
     let wrong = world.run(
         &["login", "-i", &world.url(), "-u", "bob", "-p", "c"],
@@ -645,6 +650,30 @@ fn an_empty_two_factor_code_at_a_terminal_is_asked_again() {
 }
 
 #[test]
+fn a_person_who_gives_no_two_factor_code_is_told_where_to_find_it() {
+    use expectrl::{Eof, Expect, Session};
+
+    let world = World::new("pty-no-otp");
+    let mut command = world.command(&["login", "-i", &world.url(), "-u", "bob"]);
+    command.env("TERM", "dumb");
+    let mut terminal = Session::spawn(command).expect("spawn in a pseudo-terminal");
+    terminal.set_expect_timeout(Some(Duration::from_secs(20)));
+    terminal.expect("Password: ").unwrap();
+    terminal.send_line("bob-pw").unwrap();
+    for _ in 0..3 {
+        terminal.expect("Two-factor code: ").unwrap();
+        terminal.send_line("").unwrap();
+    }
+    let rest = terminal.expect(Eof).unwrap();
+    let shown = format!("{}{}", text(rest.before()), text(rest.as_bytes()));
+    assert!(
+        shown.contains("the 6 digits your authenticator app shows"),
+        "{shown:?}"
+    );
+    assert_eq!(world.fake.counters().logins, 0);
+}
+
+#[test]
 fn verbose_tells_on_standard_error_what_the_session_did_and_the_token_stays_alone() {
     let world = World::new("verbose");
     world.login_alice();
@@ -743,4 +772,152 @@ fn logout_of_a_session_the_instance_already_ended_forgets_it() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "already logged out (profile default)\n");
     assert!(!world.session_file("default").exists());
+}
+
+/// Replaces `path` (a file of the profile) with a directory: what a person's mistake or a
+/// broken disk leaves, a path that is there and cannot be read as a file.
+fn make_unreadable(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    std::fs::create_dir_all(path).unwrap();
+}
+
+#[test]
+fn a_session_file_that_cannot_be_read_is_an_error_and_logout_keeps_the_profile() {
+    let world = World::new("unreadable");
+    world.login_alice();
+    make_unreadable(&world.session_file("default"));
+    let token = world.run(&["token"], "");
+    assert_eq!(code(&token), 1, "{}", text(&token.stderr));
+    assert!(
+        text(&token.stderr).starts_with("peertube-session: the saved session: "),
+        "{}",
+        text(&token.stderr)
+    );
+    let status = world.run(&["status"], "");
+    assert_eq!(code(&status), 1, "{}", text(&status.stderr));
+    assert!(
+        text(&status.stderr).starts_with("peertube-session: cannot read the session: "),
+        "{}",
+        text(&status.stderr)
+    );
+    // Not "already logged out": the session may well be alive, and is not forgotten.
+    let logout = world.run(&["logout"], "");
+    assert_eq!(code(&logout), 1, "{}", text(&logout.stderr));
+    assert!(world.home.join("profiles/default.json").exists());
+}
+
+#[test]
+fn a_profile_file_that_cannot_be_read_is_an_error_not_a_profile_never_used() {
+    let world = World::new("unreadable-profile");
+    world.login_alice();
+    make_unreadable(&world.home.join("profiles/default.json"));
+    let status = world.run(&["status"], "");
+    assert_eq!(code(&status), 1, "{}", text(&status.stderr));
+    assert!(
+        text(&status.stderr).starts_with("peertube-session: cannot read the profile: "),
+        "{}",
+        text(&status.stderr)
+    );
+}
+
+#[test]
+fn an_empty_session_file_is_no_session() {
+    let world = World::new("empty-session");
+    world.login_alice();
+    std::fs::write(world.session_file("default"), b"").unwrap();
+    let status = world.run(&["status"], "");
+    assert_eq!(code(&status), 0, "{}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("state:    not logged in"),
+        "{}",
+        text(&status.stdout)
+    );
+}
+
+#[test]
+fn a_logout_that_cannot_remove_the_profile_s_files_says_so() {
+    let world = World::new("stuck");
+    world.login_alice();
+    // The lease file beside the session, as a directory: `remove_file` fails on it.
+    let mut lease = world.session_file("default").into_os_string();
+    lease.push(".lease");
+    make_unreadable(Path::new(&lease));
+    let out = world.run(&["logout"], "");
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("peertube-session: cannot remove "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn refusals_say_what_the_instance_refused() {
+    let world = World::new("refusals");
+    world.login_alice();
+    world.fake.respond_once(
+        Some("/api/v1/users/1/token-sessions"),
+        http::StatusCode::FORBIDDEN,
+        &[("content-type", "application/problem+json; charset=utf-8")],
+        br#"{"type":"about:blank","title":"Forbidden","detail":"Not for you.","status":403}"#
+            .to_vec(),
+    );
+    let forbidden = world.run(&["sessions"], "");
+    assert_eq!(code(&forbidden), 4, "{}", text(&forbidden.stderr));
+    assert_eq!(
+        text(&forbidden.stderr),
+        "peertube-session: not allowed for this account: Not for you.\n"
+    );
+    world.fake.block_user("alice");
+    let blocked = world.run(
+        &["login", "-i", &world.url(), "-u", "alice", "-p", "again"],
+        "alice-pw\n",
+    );
+    assert_eq!(code(&blocked), 4, "{}", text(&blocked.stderr));
+    assert_eq!(
+        text(&blocked.stderr),
+        "peertube-session: this account cannot log in: User is blocked.\n"
+    );
+}
+
+/// A server on `127.0.0.1` that answers every TLS `ClientHello` with a fatal
+/// `handshake_failure` alert: a TLS server that will not talk to this client.
+fn refusing_tls_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut hello = [0u8; 512];
+            let _ = std::io::Read::read(&mut stream, &mut hello);
+            let _ = stream.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_tls_server_that_refuses_the_handshake_is_unreachable_not_plain_http() {
+    let world = World::new("tls-alert");
+    let port = refusing_tls_server();
+    let out = world.run(
+        &[
+            "login",
+            "-i",
+            &format!("https://127.0.0.1:{port}"),
+            "-u",
+            "alice",
+        ],
+        "alice-pw\n",
+    );
+    assert_eq!(code(&out), 6, "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.starts_with("peertube-session: the instance is unreachable"),
+        "{said}"
+    );
+    assert!(!said.contains("does not speak TLS"), "{said}");
 }

@@ -86,6 +86,8 @@ mod tests {
         assert_eq!(clean("curl/8.5.0", 40), "curl/8.5.0");
         assert_eq!(clean("evil\u{1b}[2J\r\nagent", 40), "evil?[2J??agent");
         assert_eq!(clean("abcdefgh", 5), "abcd…");
+        // Exactly as long as the room: whole.
+        assert_eq!(clean("abcde", 5), "abcde");
     }
 
     #[test]
