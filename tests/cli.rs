@@ -821,6 +821,22 @@ fn a_profile_file_that_cannot_be_read_is_an_error_not_a_profile_never_used() {
 }
 
 #[test]
+fn a_profile_file_of_another_program_is_an_error_and_logout_keeps_the_session() {
+    let world = World::new("foreign-profile");
+    world.login_alice();
+    std::fs::write(world.home.join("profiles/default.json"), b"[1, 2, 3]").unwrap();
+    let out = world.run(&["logout"], "");
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not one of this tool's"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(world.session_file("default").exists(), "not forgotten");
+    assert_eq!(world.fake.counters().live_sessions, 1);
+}
+
+#[test]
 fn an_empty_session_file_is_no_session() {
     let world = World::new("empty-session");
     world.login_alice();
