@@ -718,3 +718,77 @@ fn through_the_layer_a_refreshed_token_that_worked_then_died_is_refreshed_again(
     assert_eq!(fake.counters().refreshes, 2);
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
+
+/// The layer, its service and the middleware show what they hold (the session's client, whose
+/// own `Debug` keeps its secrets), never a token.
+#[test]
+fn the_layer_the_service_and_the_middleware_show_their_parts_and_no_token() {
+    let fake = fake_builder().build();
+    let in_process = fake.clone();
+    let session = Arc::new(AsyncClient::new(
+        move |request: http::Request<peertube_session::Body>| {
+            let answer = in_process.handle(&request);
+            async move { Ok(answer) }
+        },
+        peertube_session::Instance::new("http://127.0.0.1:9").unwrap(),
+    ));
+    let runtime = runtime();
+    runtime.block_on(session.login(&alice())).unwrap();
+    let token = runtime.block_on(session.access_token()).unwrap();
+    let layer = AuthorizeLayer::new(session.clone());
+    let service = layer.layer(tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+    }));
+    let shown = [
+        (format!("{layer:?}"), "AuthorizeLayer { client: AsyncClient"),
+        (format!("{service:?}"), "Authorize { inner: "),
+        (
+            format!("{:?}", SessionMiddleware::new(session.clone())),
+            "SessionMiddleware { client: AsyncClient",
+        ),
+    ];
+    for (text, start) in shown {
+        assert!(text.starts_with(start), "{text}");
+        assert!(!text.contains(token.expose_secret()), "{text}");
+    }
+}
+
+/// A service below that is not ready keeps the layer's service from being ready: its error
+/// comes back from `poll_ready`, and nothing is sent.
+#[test]
+fn the_layer_s_service_is_ready_only_when_the_service_below_is() {
+    #[derive(Clone)]
+    struct Overloaded;
+    impl Service<http::Request<Full<Bytes>>> for Overloaded {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = std::io::Error;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Err(std::io::Error::other("overloaded")))
+        }
+
+        fn call(&mut self, _: http::Request<Full<Bytes>>) -> Self::Future {
+            panic!("called though it said it was not ready")
+        }
+    }
+    let session = Arc::new(AsyncClient::new(
+        |_: http::Request<peertube_session::Body>| async {
+            Err::<http::Response<Vec<u8>>, _>(peertube_session::TransportError::of_kind(
+                peertube_session::TransportErrorKind::Other,
+            ))
+        },
+        peertube_session::Instance::new("http://127.0.0.1:9").unwrap(),
+    ));
+    let mut service = AuthorizeLayer::new(session).layer(Overloaded);
+    let ready = runtime().block_on(ServiceExt::<http::Request<Full<Bytes>>>::ready(
+        &mut service,
+    ));
+    assert_eq!(
+        ready.err().map(|e| e.to_string()),
+        Some("overloaded".to_owned())
+    );
+}

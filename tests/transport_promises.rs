@@ -340,6 +340,25 @@ fn hostile_answers() -> Vec<Hostile> {
             kind: TransportErrorKind::Protocol,
         },
         Hostile {
+            what: TRICKLING_INFORMATIONAL,
+            script: |mut stream| {
+                read_request(&mut stream);
+                // More than any server sends (16), each a moment after the last: the bound
+                // must act on the seventeenth itself, not on a read that happens to follow.
+                for _ in 0..24 {
+                    if stream
+                        .write_all(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                    nap(0.03);
+                }
+                nap(3.0);
+            },
+            kind: TransportErrorKind::Protocol,
+        },
+        Hostile {
             what: "a body cut short",
             script: |mut stream| {
                 read_request(&mut stream);
@@ -369,14 +388,17 @@ fn hostile_answers() -> Vec<Hostile> {
 }
 
 const ENDLESS_CONTINUE: &str = "an endless stream of 100 Continue";
+const TRICKLING_INFORMATIONAL: &str = "informational answers without end, one at a time";
 
-/// The kind transport `name` gives `hostile`: the table's, but for one case reqwest cannot
-/// tell (it gives no hook into hyper's 1xx answers, so only the timeout ends them).
+/// The kind transport `name` gives `hostile`: the table's, but for the informational answers
+/// the others cannot count: reqwest gives no hook into hyper's 1xx answers, and ureq keeps no
+/// count (a burst ends at its buffer's bound, one at a time never): only the timeout ends them.
 fn expected(hostile: &Hostile, name: &str) -> TransportErrorKind {
-    if name == "reqwest" && hostile.what == ENDLESS_CONTINUE {
-        TransportErrorKind::Timeout
-    } else {
-        hostile.kind
+    match (name, hostile.what) {
+        ("reqwest", ENDLESS_CONTINUE) | ("reqwest" | "ureq", TRICKLING_INFORMATIONAL) => {
+            TransportErrorKind::Timeout
+        }
+        _ => hostile.kind,
     }
 }
 
@@ -388,7 +410,14 @@ fn every_transport_gives_each_hostile_answer_the_same_kind() {
             let kind = expected(&hostile, name);
             match answer {
                 Err(error) if error.kind() == kind => {
-                    assert!(took < TIMEOUT + SLACK, "{name}, {}: {took:?}", hostile.what)
+                    assert!(took < TIMEOUT + SLACK, "{name}, {}: {took:?}", hostile.what);
+                    // A transport that counts them stops at the seventeenth, not at the
+                    // timeout (where a last look would find the count past the bound too).
+                    if hostile.what == TRICKLING_INFORMATIONAL
+                        && kind != TransportErrorKind::Timeout
+                    {
+                        assert!(took < TIMEOUT.mul_f64(0.9), "{name}: {took:?}");
+                    }
                 }
                 other => wrong.push(format!(
                     "{name}, {}: expected {:?}, got {:?}",
@@ -493,4 +522,76 @@ fn a_pooled_connection_closed_as_a_request_arrives_is_retried_only_when_idempote
             "{name}: {error:?}"
         );
     }
+}
+
+/// Connections counted by [`a_get_is_sent_again_only_when_its_connection_closed_before_any_answer`]'s
+/// server (a server script is a plain function).
+static GARBLED_CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[test]
+fn a_get_is_sent_again_only_when_its_connection_closed_before_any_answer() {
+    use std::sync::atomic::Ordering;
+    let url = server(|mut stream| {
+        GARBLED_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
+        read_request(&mut stream);
+        let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\nnot http at all\r\n\r\n");
+    });
+    for (name, send) in transports() {
+        let before = GARBLED_CONNECTIONS.load(Ordering::SeqCst);
+        let error = send(request(&url, TIMEOUT)).unwrap_err();
+        assert_eq!(error.kind(), TransportErrorKind::Protocol, "{name}");
+        let sent = GARBLED_CONNECTIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(sent, 1, "{name}: an answer that is not HTTP is an answer");
+    }
+}
+
+/// A listener that accepts nothing, its queue full (a backlog of 0, filled): a connect to it
+/// hangs, the kernel dropping its SYN, as one to a host that does not answer. Keep the
+/// returned values alive for as long as connects must hang.
+fn unanswering_listener() -> (socket2::Socket, Vec<TcpStream>, std::net::SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    socket.bind(&any_port.into()).unwrap();
+    socket.listen(0).unwrap();
+    let address = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&address, Duration::from_millis(100)) {
+            Ok(stream) => queued.push(stream),
+            Err(_) => return (socket, queued, address),
+        }
+    }
+    panic!("the listener's queue never filled");
+}
+
+/// A connector's own connect timeout (hyper-util's, on a client brought with
+/// `HyperTransport::with_client`) is a timeout too, not a failure to connect.
+#[test]
+fn a_connect_timeout_of_one_s_own_connector_is_a_timeout() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    let (_listener, _queued, address) = unanswering_listener();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let transport = runtime.block_on(async {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(TIMEOUT / 4));
+        HyperTransport::with_client(Client::builder(TokioExecutor::new()).build(connector))
+    });
+    let url = format!("http://{address}/api/v1/oauth-clients/local");
+    let started = Instant::now();
+    let error = runtime
+        .block_on(transport.send(request(&url, TIMEOUT)))
+        .unwrap_err();
+    assert_eq!(error.kind(), TransportErrorKind::Timeout, "{error:?}");
+    // Ended by the connector's timeout, not by the exchange's.
+    assert!(
+        started.elapsed() < TIMEOUT.mul_f64(0.8),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -75,3 +75,35 @@ fn wraps_tls_error(io: &io::Error) -> bool {
     }
     false
 }
+
+#[cfg(all(test, feature = "hyper"))]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    /// hyper's error for a request whose connection ended before it went out ("closed" or
+    /// "canceled", not an incomplete answer): the connection closed, as for the others.
+    #[test]
+    fn a_request_whose_connection_ended_before_it_went_out_is_connection_closed() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let error = runtime.block_on(async {
+            let (ours, theirs) = tokio::io::duplex(1024);
+            let io = hyper_util::rt::TokioIo::new(ours);
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            drop((connection, theirs));
+            let request = http::Request::get("/")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            sender.send_request(request).await.unwrap_err()
+        });
+        assert!(error.is_closed() || error.is_canceled(), "{error:?}");
+        assert!(!error.is_incomplete_message(), "{error:?}");
+        assert_eq!(
+            classify(Box::new(error)).kind(),
+            TransportErrorKind::ConnectionClosed
+        );
+    }
+}
