@@ -276,6 +276,20 @@ fn me(served: &Served) -> String {
     format!("{}/api/v1/users/me", served.server.base_url())
 }
 
+/// A session whose exchanges go to `fake` in process, not over a socket.
+fn in_process_session(
+    fake: &FakePeerTube,
+) -> Arc<AsyncClient<impl peertube_session::asynchronous::AsyncTransport + 'static>> {
+    let fake = fake.clone();
+    Arc::new(AsyncClient::new(
+        move |request: http::Request<peertube_session::Body>| {
+            let answer = fake.handle(&request);
+            async move { Ok(answer) }
+        },
+        peertube_session::Instance::new("http://127.0.0.1:9").unwrap(),
+    ))
+}
+
 // ----- the scenarios, written once for both stacks -----
 
 fn the_token_goes_only_to_the_instance<K: Stack>() {
@@ -654,14 +668,7 @@ fn two_processes_share_a_file_store_through_the_middleware() {
 fn through_the_layer_a_refreshed_token_that_worked_then_died_is_refreshed_again() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let fake = fake_builder().build();
-    let in_process = fake.clone();
-    let session = Arc::new(AsyncClient::new(
-        move |request: http::Request<peertube_session::Body>| {
-            let answer = in_process.handle(&request);
-            async move { Ok(answer) }
-        },
-        peertube_session::Instance::new("http://127.0.0.1:9").unwrap(),
-    ));
+    let session = in_process_session(&fake);
     let runtime = runtime();
     runtime.block_on(session.login(&alice())).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -723,15 +730,7 @@ fn through_the_layer_a_refreshed_token_that_worked_then_died_is_refreshed_again(
 /// own `Debug` keeps its secrets), never a token.
 #[test]
 fn the_layer_the_service_and_the_middleware_show_their_parts_and_no_token() {
-    let fake = fake_builder().build();
-    let in_process = fake.clone();
-    let session = Arc::new(AsyncClient::new(
-        move |request: http::Request<peertube_session::Body>| {
-            let answer = in_process.handle(&request);
-            async move { Ok(answer) }
-        },
-        peertube_session::Instance::new("http://127.0.0.1:9").unwrap(),
-    ));
+    let session = in_process_session(&fake_builder().build());
     let runtime = runtime();
     runtime.block_on(session.login(&alice())).unwrap();
     let token = runtime.block_on(session.access_token()).unwrap();

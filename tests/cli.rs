@@ -149,6 +149,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The command failed with exit code `expected`, its message starting with `start`.
+fn assert_fails(out: &Output, expected: i32, start: &str) {
+    let said = text(&out.stderr);
+    assert_eq!(code(out), expected, "{said}");
+    assert!(said.starts_with(start), "{said}");
+}
+
 #[test]
 fn a_whole_session_from_the_command_line() {
     let world = World::new("whole");
@@ -787,19 +794,9 @@ fn a_session_file_that_cannot_be_read_is_an_error_and_logout_keeps_the_profile()
     world.login_alice();
     make_unreadable(&world.session_file("default"));
     let token = world.run(&["token"], "");
-    assert_eq!(code(&token), 1, "{}", text(&token.stderr));
-    assert!(
-        text(&token.stderr).starts_with("peertube-session: the saved session: "),
-        "{}",
-        text(&token.stderr)
-    );
+    assert_fails(&token, 1, "peertube-session: the saved session: ");
     let status = world.run(&["status"], "");
-    assert_eq!(code(&status), 1, "{}", text(&status.stderr));
-    assert!(
-        text(&status.stderr).starts_with("peertube-session: cannot read the session: "),
-        "{}",
-        text(&status.stderr)
-    );
+    assert_fails(&status, 1, "peertube-session: cannot read the session: ");
     // Not "already logged out": the session may well be alive, and is not forgotten.
     let logout = world.run(&["logout"], "");
     assert_eq!(code(&logout), 1, "{}", text(&logout.stderr));
@@ -812,12 +809,7 @@ fn a_profile_file_that_cannot_be_read_is_an_error_not_a_profile_never_used() {
     world.login_alice();
     make_unreadable(&world.home.join("profiles/default.json"));
     let status = world.run(&["status"], "");
-    assert_eq!(code(&status), 1, "{}", text(&status.stderr));
-    assert!(
-        text(&status.stderr).starts_with("peertube-session: cannot read the profile: "),
-        "{}",
-        text(&status.stderr)
-    );
+    assert_fails(&status, 1, "peertube-session: cannot read the profile: ");
 }
 
 #[test]
@@ -826,12 +818,8 @@ fn a_profile_file_of_another_program_is_an_error_and_logout_keeps_the_session() 
     world.login_alice();
     std::fs::write(world.home.join("profiles/default.json"), b"[1, 2, 3]").unwrap();
     let out = world.run(&["logout"], "");
-    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("is not one of this tool's"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails(&out, 1, "peertube-session: the profile file ");
+    assert!(text(&out.stderr).contains("is not one of this tool's"));
     assert!(world.session_file("default").exists(), "not forgotten");
     assert_eq!(world.fake.counters().live_sessions, 1);
 }
@@ -859,12 +847,7 @@ fn a_logout_that_cannot_remove_the_profile_s_files_says_so() {
     lease.push(".lease");
     make_unreadable(Path::new(&lease));
     let out = world.run(&["logout"], "");
-    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).starts_with("peertube-session: cannot remove "),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails(&out, 1, "peertube-session: cannot remove ");
 }
 
 #[test]
@@ -929,11 +912,6 @@ fn a_tls_server_that_refuses_the_handshake_is_unreachable_not_plain_http() {
         ],
         "alice-pw\n",
     );
-    assert_eq!(code(&out), 6, "{}", text(&out.stderr));
-    let said = text(&out.stderr);
-    assert!(
-        said.starts_with("peertube-session: the instance is unreachable"),
-        "{said}"
-    );
-    assert!(!said.contains("does not speak TLS"), "{said}");
+    assert_fails(&out, 6, "peertube-session: the instance is unreachable");
+    assert!(!text(&out.stderr).contains("does not speak TLS"));
 }
