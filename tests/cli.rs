@@ -634,45 +634,38 @@ fn a_person_at_the_command_line_gets_plain_words() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-#[test]
-fn an_empty_two_factor_code_at_a_terminal_is_asked_again() {
+/// `login` for bob (who has two-factor) in a pseudo-terminal, his password typed: each of
+/// `codes` is typed at the two-factor prompt; what the terminal showed after the last.
+fn bob_logs_in_at_a_terminal(world: &World, codes: &[&str]) -> String {
     use expectrl::{Eof, Expect, Session};
 
-    let world = World::new("pty-otp");
     let mut command = world.command(&["login", "-i", &world.url(), "-u", "bob"]);
     command.env("TERM", "dumb");
     let mut terminal = Session::spawn(command).expect("spawn in a pseudo-terminal");
     terminal.set_expect_timeout(Some(Duration::from_secs(20)));
     terminal.expect("Password: ").unwrap();
     terminal.send_line("bob-pw").unwrap();
-    terminal.expect("Two-factor code: ").unwrap();
-    terminal.send_line("").unwrap();
-    terminal.expect("Two-factor code: ").unwrap();
-    let code = totp(TOTP_SECRET, world.fake.now()).unwrap();
-    terminal.send_line(&code).unwrap();
+    for code in codes {
+        terminal.expect("Two-factor code: ").unwrap();
+        terminal.send_line(code).unwrap();
+    }
     let rest = terminal.expect(Eof).unwrap();
-    let shown = format!("{}{}", text(rest.before()), text(rest.as_bytes()));
+    format!("{}{}", text(rest.before()), text(rest.as_bytes()))
+}
+
+#[test]
+fn an_empty_two_factor_code_at_a_terminal_is_asked_again() {
+    let world = World::new("pty-otp");
+    let code = totp(TOTP_SECRET, world.fake.now()).unwrap();
+    let shown = bob_logs_in_at_a_terminal(&world, &["", &code]);
     assert!(shown.contains("logged in to"), "{shown:?}");
     assert_eq!(world.fake.counters().logins, 1);
 }
 
 #[test]
 fn a_person_who_gives_no_two_factor_code_is_told_where_to_find_it() {
-    use expectrl::{Eof, Expect, Session};
-
     let world = World::new("pty-no-otp");
-    let mut command = world.command(&["login", "-i", &world.url(), "-u", "bob"]);
-    command.env("TERM", "dumb");
-    let mut terminal = Session::spawn(command).expect("spawn in a pseudo-terminal");
-    terminal.set_expect_timeout(Some(Duration::from_secs(20)));
-    terminal.expect("Password: ").unwrap();
-    terminal.send_line("bob-pw").unwrap();
-    for _ in 0..3 {
-        terminal.expect("Two-factor code: ").unwrap();
-        terminal.send_line("").unwrap();
-    }
-    let rest = terminal.expect(Eof).unwrap();
-    let shown = format!("{}{}", text(rest.before()), text(rest.as_bytes()));
+    let shown = bob_logs_in_at_a_terminal(&world, &["", "", ""]);
     assert!(
         shown.contains("the 6 digits your authenticator app shows"),
         "{shown:?}"
