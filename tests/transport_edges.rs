@@ -264,3 +264,15 @@ fn the_body_cap_each_request_carries_is_the_one_both_transports_keep() {
         }
     }
 }
+
+/// The transports and the ureq builder show what they are in `Debug` (the builder its TLS
+/// settings, where ureq shows a client certificate's key by its kind only).
+#[test]
+fn the_transports_and_the_builder_say_what_they_are() {
+    let builder = UreqTransport::builder();
+    let shown = format!("{builder:?}");
+    assert!(shown.starts_with("UreqTransportBuilder { tls: "), "{shown}");
+    assert!(shown.ends_with(", .. }"), "{shown}");
+    let shown = format!("{:?}", builder.build());
+    assert!(shown.starts_with("UreqTransport"), "{shown}");
+}
