@@ -264,6 +264,15 @@ mod tests {
             Timestamp::parse("2026-11-28T20:55:25.5Z"),
             Some(at(1_795_899_325, 500))
         );
+        // The widest offsets there are, east and west.
+        assert_eq!(
+            Timestamp::parse("2026-11-29T20:54:25.743+23:59"),
+            Some(base)
+        );
+        assert_eq!(
+            Timestamp::parse("2026-11-27T20:56:25.743-23:59"),
+            Some(base)
+        );
         // A leap second reads as the last second of its minute.
         assert_eq!(
             Timestamp::parse("2016-12-31T23:59:60Z"),
@@ -282,6 +291,8 @@ mod tests {
             "2026-11-28T20:55:25.743+0200",
             "2026-11-28T20:55:25.743+24:00",
             "2026-11-28T20:55:25.743+02:60",
+            "2026-11-28T20:55:25.743+02-00",
+            "2026-11-28T20:55:25.743+02:001",
             "2026-13-28T20:55:25.743Z",
             "2026-00-28T20:55:25.743Z",
             "2026-02-29T20:55:25.743Z",
