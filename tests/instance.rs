@@ -174,6 +174,9 @@ fn a_token_goes_only_under_the_instances_path_prefix() {
     assert!(owns("https://example.org/peertube/"));
     assert!(owns("https://example.org/peertube/api/v1/users/me?x=1"));
     assert!(owns("https://EXAMPLE.org:443/peertube/api"));
+    // Dots and escapes that make no dot segment.
+    assert!(owns("https://example.org/peertube/static/video.mp4"));
+    assert!(owns("https://example.org/peertube/a%20b/.well-known"));
     assert!(!owns("https://example.org/"));
     assert!(!owns("https://example.org/other-app/api"));
     assert!(!owns("https://example.org/peertube-evil/api"));
