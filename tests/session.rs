@@ -775,3 +775,29 @@ fn a_clock_that_jumps_is_learned_again_from_the_same_date_header() {
     session.learn_clock(&answer, at(0));
     assert_eq!(session.clock_offset(), Some(0));
 }
+
+/// A token answer's lifetimes count from its `Date` (when the server issued it), not from when
+/// it arrived: an answer two seconds on its way, within what the known clock offset allows for,
+/// keeps the server's moment.
+#[test]
+fn token_lifetimes_count_from_the_answer_s_date() {
+    let mut session = have_client();
+    // The server's clock is known: an hour ahead of ours.
+    let hour_ahead = httpdate::fmt_http_date(at(3600));
+    session.learn_clock(
+        &support::answer(200, &[("date", hour_ahead.as_str())], ""),
+        at(0),
+    );
+    let (_, pending) = session
+        .login(&Credentials::password("alice", "pw"))
+        .unwrap();
+    // Issued at the server's 3700 (our 100), here at our 102.
+    let mut answer = tokens("access-1", "refresh-1");
+    let issued = httpdate::fmt_http_date(at(3700));
+    answer
+        .headers_mut()
+        .insert(http::header::DATE, issued.parse().unwrap());
+    session.handle(pending, &answer, at(102)).unwrap();
+    assert_eq!(session.clock_offset(), Some(3600));
+    assert_eq!(session.access_expires_at(), Some(at(100 + 86_399)));
+}
