@@ -573,3 +573,31 @@ fn a_token_of_our_own_refresh_another_process_refreshed_before_we_used_it_is_rep
         "{counters:?}"
     );
 }
+
+/// The later of two logins through a store wins by the store's history, not by the server's
+/// clock: a login made after the server's clock was set back an hour still replaces the one
+/// before it, in every client.
+#[test]
+fn a_later_login_wins_though_the_server_s_clock_went_back() {
+    let fake = fake();
+    let store = Arc::new(MemoryStore::new());
+    let (first, second) = (
+        client_of(&fake, store.clone()),
+        client_of(&fake, store.clone()),
+    );
+    first
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    fake.set_now(fake.now() - Duration::from_secs(3600));
+    second
+        .login(&Credentials::password("alice", "alice-pw"))
+        .unwrap();
+    // The first client reads the store at its next call, and takes the later login's pair.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(first.send_authorized(me()).unwrap().status(), 200);
+    let lineage = |c: &BlockingClient<_, _>| c.with_session(|s| s.lineage());
+    assert_eq!(lineage(&first), lineage(&second));
+    let stored = pollster::block_on(store.load(far())).unwrap();
+    assert_eq!(stored.lineage, lineage(&second));
+    assert_eq!(fake.counters().live_sessions, 1);
+}
