@@ -758,7 +758,7 @@ fn a_token_replaced_since_is_not_the_one_revoked() {
 
 /// The same `Date` header again is not read again within the second it came at, but a clock
 /// that jumped meanwhile is learned from it all the same (a frozen server clock, or answers in
-/// the same second as a jump of ours).
+/// the same second as a jump of ours), and another header within that second is read.
 #[test]
 fn a_clock_that_jumps_is_learned_again_from_the_same_date_header() {
     let mut session = Session::new(Instance::new("https://video.example.org").unwrap());
@@ -774,6 +774,11 @@ fn a_clock_that_jumps_is_learned_again_from_the_same_date_header() {
     // And back.
     session.learn_clock(&answer, at(0));
     assert_eq!(session.clock_offset(), Some(0));
+    // Another `Date` within the same second of ours: the server's clock jumped, learned.
+    let jumped = httpdate::fmt_http_date(at(86_400));
+    let answer = support::answer(200, &[("date", jumped.as_str())], "");
+    session.learn_clock(&answer, at(0));
+    assert_eq!(session.clock_offset(), Some(86_400));
 }
 
 /// A token answer's lifetimes count from its `Date` (when the server issued it), not from when
