@@ -77,6 +77,17 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    /// A machine whose clock reads before 1970 (a battery-less board after a reset): the
+    /// offset is still learned, and the server's time still told.
+    #[test]
+    fn a_local_clock_before_the_epoch_is_still_a_clock() {
+        let mut clock = ServerClock::default();
+        let before = UNIX_EPOCH - Duration::from_secs(86_400);
+        clock.learn(Some(at(1_000_000)), before);
+        assert_eq!(clock, ServerClock::Offset(1_086_400));
+        assert_eq!(clock.server_secs(before), 1_000_000);
+    }
+
     #[test]
     fn the_offset_follows_the_date_headers_without_flapping_on_their_precision() {
         let mut clock = ServerClock::default();
