@@ -209,9 +209,7 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
             if up_since.is_some_and(|at| now - at >= SETTLE_TIME) {
                 return Watched::Settled;
             }
-            if deadline.has_passed(now) {
-                return Watched::OutOfTime { up_since };
-            }
+            // No pause once the deadline has passed: the check below ends the watch at once.
             crate::driver::sleep(STORE_AWAY_PAUSE.min(deadline.remaining(now))).await;
             // A read with no time left is refused for want of time: it says nothing of the store.
             if deadline.has_passed(Instant::now()) {
