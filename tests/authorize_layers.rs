@@ -774,14 +774,7 @@ fn the_layer_s_service_is_ready_only_when_the_service_below_is() {
             panic!("called though it said it was not ready")
         }
     }
-    let session = Arc::new(AsyncClient::new(
-        |_: http::Request<peertube_session::Body>| async {
-            Err::<http::Response<Vec<u8>>, _>(peertube_session::TransportError::of_kind(
-                peertube_session::TransportErrorKind::Other,
-            ))
-        },
-        peertube_session::Instance::new("http://127.0.0.1:9").unwrap(),
-    ));
+    let session = in_process_session(&fake_builder().build());
     let mut service = AuthorizeLayer::new(session).layer(Overloaded);
     let ready = runtime().block_on(ServiceExt::<http::Request<Full<Bytes>>>::ready(
         &mut service,

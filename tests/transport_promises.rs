@@ -281,7 +281,7 @@ fn hostile_answers() -> Vec<Hostile> {
             what: "an answer that is not HTTP",
             script: |mut stream| {
                 read_request(&mut stream);
-                let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\nnot http at all\r\n\r\n");
+                let _ = stream.write_all(NOT_HTTP);
             },
             kind: TransportErrorKind::Protocol,
         },
@@ -387,6 +387,8 @@ fn hostile_answers() -> Vec<Hostile> {
     ]
 }
 
+/// What an SSH server says first: an answer, but not HTTP.
+const NOT_HTTP: &[u8] = b"SSH-2.0-OpenSSH_9.6\r\nnot http at all\r\n\r\n";
 const ENDLESS_CONTINUE: &str = "an endless stream of 100 Continue";
 const TRICKLING_INFORMATIONAL: &str = "informational answers without end, one at a time";
 
@@ -534,7 +536,7 @@ fn a_get_is_sent_again_only_when_its_connection_closed_before_any_answer() {
     let url = server(|mut stream| {
         GARBLED_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
         read_request(&mut stream);
-        let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\nnot http at all\r\n\r\n");
+        let _ = stream.write_all(NOT_HTTP);
     });
     for (name, send) in transports() {
         let before = GARBLED_CONNECTIONS.load(Ordering::SeqCst);
