@@ -219,6 +219,11 @@ fn the_configuration_is_readable_and_prints_no_clock() {
         .call_timeout(Duration::from_secs(5))
         .build();
     assert_eq!(config.call_timeout(), Duration::from_secs(5));
+    // What the drivers ask of every exchange, for a transport of the caller's to read too.
+    assert_eq!(
+        self::config(&fake()).exchange_limits(),
+        ExchangeLimits::new(Duration::from_secs(7), 12_345)
+    );
     let printed = format!("{config:?}");
     assert!(printed.contains("call_timeout: 5s"), "{printed}");
     assert!(printed.contains(DEFAULT_USER_AGENT), "{printed}");

@@ -395,6 +395,98 @@ fn two_racing_logins_leave_one_live_session_on_the_server() {
     assert_eq!(client.state(), State::LoggedIn);
 }
 
+/// A login whose answer arrives after the session changed (here the client pair was fetched
+/// again meanwhile) is stale: the live pair it carries is revoked, not left on the server for
+/// its whole lifetime.
+#[test]
+fn a_login_answer_made_stale_in_flight_is_revoked() {
+    let fake = fake();
+    let door = Arc::new(Door::default());
+    let (server, held) = (fake.clone(), door.clone());
+    let transport = move |request: http::Request<Body>| {
+        if is_login(&request) {
+            held.pass();
+        }
+        Ok(server.handle(&request))
+    };
+    let client = Arc::new(BlockingClient::new(transport, instance()));
+    client.fetch_client().unwrap();
+    let login = {
+        let client = client.clone();
+        std::thread::spawn(move || client.login(&alice()))
+    };
+    eventually("the login at the server", || door.arrived() == 1);
+    client.fetch_client().unwrap();
+    door.open();
+    let outcome = login.join().unwrap();
+    assert_eq!(
+        outcome,
+        Err(Error::StaleResponse(peertube_session::Operation::Login))
+    );
+    let counters = fake.counters();
+    assert_eq!((counters.logins, counters.revocations), (1, 1));
+    assert_eq!(counters.live_sessions, 0);
+    assert_eq!(client.state(), State::HaveClient);
+}
+
+/// While a refresh is in the air, a call waits for it rather than sending the token the
+/// refresh is about to kill (PeerTube revokes the old access token when it rotates the pair),
+/// though the token looked good by the caller's reading of the clock: here the caller's
+/// thread reads it a minute behind (a reading taken just before the refresh became due).
+#[test]
+fn a_call_while_a_refresh_is_in_the_air_waits_for_the_new_token() {
+    let fake = fake();
+    let door = Arc::new(Door::default());
+    let (server, held) = (fake.clone(), door.clone());
+    let transport = move |request: http::Request<Body>| {
+        if is_refresh(&request) {
+            held.pass();
+        }
+        Ok(server.handle(&request))
+    };
+    let clock = fake.clone();
+    let behind = move || match std::thread::current().name() {
+        Some("behind") => clock.now() - Duration::from_secs(60),
+        _ => clock.now(),
+    };
+    let client = Arc::new(
+        BlockingClient::new(transport, instance())
+            .with_config(Config::builder().clock(behind).build()),
+    );
+    client.login(&alice()).unwrap();
+    fake.advance(Duration::from_secs(3600 - 30));
+    let refresh = {
+        let client = client.clone();
+        std::thread::spawn(move || client.ensure_fresh())
+    };
+    eventually("the early refresh at the server", || door.arrived() == 1);
+    let call = {
+        let client = client.clone();
+        std::thread::Builder::new()
+            .name("behind".to_owned())
+            .spawn(move || client.send_authorized(me()).map(|a| a.status()))
+            .unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        fake.counters().me_requests,
+        0,
+        "the call went out with the old token"
+    );
+    door.open();
+    assert!(refresh.join().unwrap().is_ok());
+    assert_eq!(call.join().unwrap().unwrap(), StatusCode::OK);
+    let counters = fake.counters();
+    assert_eq!(
+        (
+            counters.refreshes,
+            counters.me_requests,
+            counters.refused_tokens
+        ),
+        (1, 1, 0)
+    );
+}
+
 /// Runs `f` on another thread and fails if it does not end within [`BOUND`] (a deadlock).
 fn ends_in_time<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     let (sender, receiver) = std::sync::mpsc::channel();

@@ -10,7 +10,7 @@ mod support;
 use peertube_session::Error;
 use peertube_session::fake::FakePeerTube;
 use peertube_session::store::Record;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use support::faulty_store::FaultyStore;
@@ -220,4 +220,33 @@ fn a_record_restored_from_a_backup_during_a_refresh_gets_the_new_pair() {
     let stored = store.record();
     assert_eq!(stored.lineage, client.with_session(|s| s.lineage()));
     assert_eq!(stored.written_back, None, "saved by its maker");
+}
+
+/// A session nothing here can renew (its refresh was refused, and the client has no way to
+/// log in again) answers every later call at once: it takes no lease (a round trip to the
+/// store, and a wait for the other processes) only to find the same.
+#[test]
+fn a_session_that_cannot_be_renewed_takes_no_lease() {
+    let (fake, store) = (fake(), FaultyStore::new());
+    let client = client(&fake, &store, MINUTE);
+    login(&client);
+    fake.change_password("alice", "new-pw");
+    fake.advance(Duration::from_secs(LIFETIME + 1));
+    assert!(matches!(
+        client.access_token(),
+        Err(Error::LoginRequired(_))
+    ));
+    let leased = Arc::new(AtomicBool::new(false));
+    let noted = leased.clone();
+    store.after_next_lease(move |_| noted.store(true, Ordering::SeqCst));
+    assert!(matches!(
+        client.access_token(),
+        Err(Error::LoginRequired(_))
+    ));
+    assert!(!leased.load(Ordering::SeqCst), "a lease was taken");
+    assert_eq!(
+        fake.counters().token_requests,
+        2,
+        "the login and the refused refresh"
+    );
 }

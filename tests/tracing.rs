@@ -513,3 +513,57 @@ fn an_api_call_that_fails_on_the_way_is_a_warning_with_its_kind() {
     assert!(failed.field("kind").is_some(), "{}", failed.text());
     assert!(failed.in_span("send_authorized").is_some());
 }
+
+/// A login answer made stale in flight (the client pair was fetched again meanwhile) is told
+/// as a stale answer at `debug`, not as a refusal: the server refused nothing, and the pair it
+/// carried is revoked.
+#[test]
+fn a_login_answer_made_stale_in_flight_is_told_at_debug() {
+    use std::sync::Mutex;
+    use std::sync::mpsc::channel;
+
+    let fake = fake();
+    let (arrived, at_server) = channel();
+    let (open, door) = channel::<()>();
+    let (arrived, door) = (Mutex::new(arrived), Mutex::new(door));
+    let server = fake.clone();
+    let transport = move |request: http::Request<Body>| -> Answer {
+        if String::from_utf8_lossy(request.body().as_bytes()).contains("grant_type=password") {
+            arrived.lock().unwrap().send(()).unwrap();
+            door.lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap();
+        }
+        Ok(server.handle(&request))
+    };
+    let client = Arc::new(BlockingClient::new(
+        transport,
+        Instance::new("http://127.0.0.1:9").unwrap(),
+    ));
+    client.fetch_client().unwrap();
+    let capture = Capture::new();
+    let login = {
+        let (client, capture) = (client.clone(), capture.clone());
+        std::thread::spawn(move || {
+            capture.during(|| client.login(&Credentials::password("alice", PASSWORD)))
+        })
+    };
+    at_server.recv_timeout(Duration::from_secs(10)).unwrap();
+    client.fetch_client().unwrap();
+    open.send(()).unwrap();
+    assert!(matches!(
+        login.join().unwrap(),
+        Err(Error::StaleResponse(_))
+    ));
+    let stale = capture
+        .find("answered")
+        .into_iter()
+        .find(|e| e.field("operation") == Some("login"))
+        .unwrap_or_else(|| panic!("{}", capture.listing()));
+    assert_eq!(stale.level, Level::DEBUG);
+    assert_eq!(stale.field("error"), Some("stale_response"));
+    assert!(capture.find("refused").is_empty(), "{}", capture.listing());
+    assert_eq!(fake.counters().revocations, 1);
+    assert_no_secret(&capture, &client);
+}

@@ -346,7 +346,8 @@ impl<T: AsyncTransport, S: SessionStore> AsyncClient<T, S> {
                 took_ms,
                 "rate limited: nothing is sent to the token endpoint before Retry-After"
             ),
-            Error::LoginRequired(_) if operation == Operation::Refresh => trace::event!(
+            // Only a refresh's answer is `LoginRequired` (a refused refresh token).
+            Error::LoginRequired(_) => trace::event!(
                 warn,
                 status,
                 code,
