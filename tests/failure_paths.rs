@@ -94,6 +94,24 @@ impl Door {
     }
 }
 
+/// The fake in process, with the requests `held` picks waiting at `door` first.
+fn held_at(
+    door: &Arc<Door>,
+    held: fn(&http::Request<Body>) -> bool,
+    fake: &FakePeerTube,
+) -> impl Fn(http::Request<Body>) -> Result<http::Response<Vec<u8>>, TransportError>
++ Send
++ Sync
++ 'static {
+    let (door, server) = (door.clone(), fake.clone());
+    move |request| {
+        if held(&request) {
+            door.pass();
+        }
+        Ok(server.handle(&request))
+    }
+}
+
 type Answer =
     fn(&FakePeerTube, &http::Request<Body>) -> Result<http::Response<Vec<u8>>, TransportError>;
 
@@ -355,13 +373,7 @@ fn a_path_only_request_goes_to_the_instance() {
 fn two_racing_logins_leave_one_live_session_on_the_server() {
     let fake = fake();
     let door = Arc::new(Door::default());
-    let (server, held) = (fake.clone(), door.clone());
-    let transport = move |request: http::Request<Body>| {
-        if is_login(&request) {
-            held.pass();
-        }
-        Ok(server.handle(&request))
-    };
+    let transport = held_at(&door, is_login, &fake);
     let client = Arc::new(BlockingClient::new(transport, instance()));
     client.fetch_client().unwrap();
     let logins: Vec<_> = (0..2)
@@ -402,13 +414,7 @@ fn two_racing_logins_leave_one_live_session_on_the_server() {
 fn a_login_answer_made_stale_in_flight_is_revoked() {
     let fake = fake();
     let door = Arc::new(Door::default());
-    let (server, held) = (fake.clone(), door.clone());
-    let transport = move |request: http::Request<Body>| {
-        if is_login(&request) {
-            held.pass();
-        }
-        Ok(server.handle(&request))
-    };
+    let transport = held_at(&door, is_login, &fake);
     let client = Arc::new(BlockingClient::new(transport, instance()));
     client.fetch_client().unwrap();
     let login = {
@@ -437,13 +443,7 @@ fn a_login_answer_made_stale_in_flight_is_revoked() {
 fn a_call_while_a_refresh_is_in_the_air_waits_for_the_new_token() {
     let fake = fake();
     let door = Arc::new(Door::default());
-    let (server, held) = (fake.clone(), door.clone());
-    let transport = move |request: http::Request<Body>| {
-        if is_refresh(&request) {
-            held.pass();
-        }
-        Ok(server.handle(&request))
-    };
+    let transport = held_at(&door, is_refresh, &fake);
     let clock = fake.clone();
     let behind = move || match std::thread::current().name() {
         Some("behind") => clock.now() - Duration::from_secs(60),
