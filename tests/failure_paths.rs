@@ -3,6 +3,8 @@
 //! in-process model, so the tests decide when each answer arrives. Every wait is bounded.
 #![cfg(all(feature = "ureq", feature = "hyper", feature = "fake"))]
 
+mod support;
+
 use http::StatusCode;
 use peertube_session::asynchronous::AsyncClient;
 use peertube_session::blocking::Config;
@@ -12,11 +14,11 @@ use peertube_session::{
     Body, Credentials, Error, Instance, Session, State, TransportError, TransportErrorKind,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::door::{BOUND, Door, eventually, held_at, is_login, is_refresh};
 
 const WAITERS: usize = 8;
-const BOUND: Duration = Duration::from_secs(10);
 
 fn fake() -> FakePeerTube {
     FakePeerTube::builder()
@@ -34,16 +36,6 @@ fn alice() -> Credentials {
     Credentials::password("alice", "alice-pw")
 }
 
-fn is_refresh(request: &http::Request<Body>) -> bool {
-    request.uri().path() == "/api/v1/users/token"
-        && String::from_utf8_lossy(request.body().as_bytes()).contains("grant_type=refresh_token")
-}
-
-fn is_login(request: &http::Request<Body>) -> bool {
-    request.uri().path() == "/api/v1/users/token"
-        && String::from_utf8_lossy(request.body().as_bytes()).contains("grant_type=password")
-}
-
 fn invalid_grant() -> http::Response<Vec<u8>> {
     http::Response::builder()
         .status(400)
@@ -54,62 +46,6 @@ fn invalid_grant() -> http::Response<Vec<u8>> {
 
 fn is_timeout(error: &Error) -> bool {
     matches!(error, Error::Transport(e) if e.kind() == TransportErrorKind::Timeout)
-}
-
-/// Polls `done` until it holds, for at most [`BOUND`].
-fn eventually(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < BOUND, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A door requests wait at until the test opens it.
-#[derive(Default)]
-struct Door {
-    open: Mutex<bool>,
-    opened: Condvar,
-    arrived: AtomicUsize,
-}
-
-impl Door {
-    fn pass(&self) {
-        self.arrived.fetch_add(1, Ordering::SeqCst);
-        let open = self.open.lock().unwrap();
-        let (open, timeout) = self
-            .opened
-            .wait_timeout_while(open, BOUND, |open| !*open)
-            .unwrap();
-        assert!(*open && !timeout.timed_out(), "the door never opened");
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
-    }
-
-    fn arrived(&self) -> usize {
-        self.arrived.load(Ordering::SeqCst)
-    }
-}
-
-/// The fake in process, with the requests `held` picks waiting at `door` first.
-fn held_at(
-    door: &Arc<Door>,
-    held: fn(&http::Request<Body>) -> bool,
-    fake: &FakePeerTube,
-) -> impl Fn(http::Request<Body>) -> Result<http::Response<Vec<u8>>, TransportError>
-+ Send
-+ Sync
-+ 'static {
-    let (door, server) = (door.clone(), fake.clone());
-    move |request| {
-        if held(&request) {
-            door.pass();
-        }
-        Ok(server.handle(&request))
-    }
 }
 
 type Answer =

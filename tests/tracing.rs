@@ -16,6 +16,7 @@ use peertube_session::store::MemoryStore;
 use peertube_session::{Body, Credentials, Error, Instance, TransportError};
 use std::sync::Arc;
 use std::time::Duration;
+use support::door::{Door, eventually, held_at, is_login};
 use support::faulty_store::FaultyStore;
 use tracing::Level;
 
@@ -519,26 +520,10 @@ fn an_api_call_that_fails_on_the_way_is_a_warning_with_its_kind() {
 /// carried is revoked.
 #[test]
 fn a_login_answer_made_stale_in_flight_is_told_at_debug() {
-    use std::sync::Mutex;
-    use std::sync::mpsc::channel;
-
     let fake = fake();
-    let (arrived, at_server) = channel();
-    let (open, door) = channel::<()>();
-    let (arrived, door) = (Mutex::new(arrived), Mutex::new(door));
-    let server = fake.clone();
-    let transport = move |request: http::Request<Body>| -> Answer {
-        if String::from_utf8_lossy(request.body().as_bytes()).contains("grant_type=password") {
-            arrived.lock().unwrap().send(()).unwrap();
-            door.lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap();
-        }
-        Ok(server.handle(&request))
-    };
+    let door = Arc::new(Door::default());
     let client = Arc::new(BlockingClient::new(
-        transport,
+        held_at(&door, is_login, &fake),
         Instance::new("http://127.0.0.1:9").unwrap(),
     ));
     client.fetch_client().unwrap();
@@ -549,9 +534,9 @@ fn a_login_answer_made_stale_in_flight_is_told_at_debug() {
             capture.during(|| client.login(&Credentials::password("alice", PASSWORD)))
         })
     };
-    at_server.recv_timeout(Duration::from_secs(10)).unwrap();
+    eventually("the login at the server", || door.arrived() == 1);
     client.fetch_client().unwrap();
-    open.send(()).unwrap();
+    door.open();
     assert!(matches!(
         login.join().unwrap(),
         Err(Error::StaleResponse(_))

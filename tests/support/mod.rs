@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+pub mod door;
 pub mod faulty_store;
 pub mod one_process;
 
